@@ -1,0 +1,38 @@
+"""The FastAPI application. Routes are thin: they parse, call the service, and answer."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+
+from api import health, simulator
+from bot.config import Settings
+from bot.runtime import build, load_content
+from bot.service import Hamroh
+
+
+def create_app(settings: Settings, hamroh: Hamroh | None = None) -> FastAPI:
+    """The app for these settings. Content loads now, so a broken flow file stops start-up here."""
+    service = hamroh if hamroh is not None else build(settings, load_content(settings))
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if hamroh is None:
+            await service.engine.dispose()
+
+    app = FastAPI(title="Hamroh", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.settings = settings
+    app.state.hamroh = service
+    app.include_router(health.router)
+    if settings.simulator_on:
+        app.include_router(simulator.router)
+
+    @app.exception_handler(ValueError)
+    async def _bad_value(_request: object, exc: ValueError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=422)
+
+    return app

@@ -1,0 +1,1 @@
+"""Hamroh: a helpline chatbot in Tajik and Russian."""

@@ -1,0 +1,1 @@
+"""Channel adapters: wire formats in, channel-neutral replies out."""

@@ -1,0 +1,158 @@
+"""The `hamroh` command: serve, chat, flows check, db upgrade, demo."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+
+from bot.config import ConfigError, Settings, load_settings
+from bot.flowspec import FlowError
+from bot.logs import configure_logging
+
+log = logging.getLogger("hamroh")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `hamroh` console command."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"hamroh: configuration error: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level)
+    try:
+        result: int = args.run(settings, args)
+        return result
+    except FlowError as exc:
+        print("hamroh: the flow files have problems; nothing was started:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hamroh", description="Hamroh, a helpline chatbot.")
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="serve the web app (webhooks, simulator, health)")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.set_defaults(run=_serve)
+
+    chat = commands.add_parser("chat", help="talk to the bot in the terminal, as SMS or Telegram renders it")
+    chat.add_argument("--channel", choices=("sms", "telegram"), default="sms")
+    chat.add_argument("--lang", choices=("tg", "ru", "en"))
+    chat.add_argument("--from", dest="address", help="her phone number or chat id (default: a test one)")
+    chat.set_defaults(run=_chat)
+
+    flows = commands.add_parser("flows", help="content tools")
+    flows_commands = flows.add_subparsers(required=True, metavar="COMMAND")
+    check = flows_commands.add_parser("check", help="report every problem in the flow files")
+    check.add_argument("--pending", action="store_true", help="list the facts still to verify")
+    check.add_argument("--budget", type=int, help="SMS segments a screen may take (default: settings)")
+    check.set_defaults(run=_flows_check)
+
+    db = commands.add_parser("db", help="database tools")
+    db_commands = db.add_subparsers(required=True, metavar="COMMAND")
+    upgrade = db_commands.add_parser("upgrade", help="apply migrations up to the newest")
+    upgrade.set_defaults(run=_db_upgrade)
+
+    demo = commands.add_parser("demo", help="development only: add clearly marked example courses")
+    demo.set_defaults(run=_demo)
+    return parser
+
+
+def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from api.app import create_app
+
+    app = create_app(settings)  # loads the flows first: a broken file stops here, before listening
+    log.info("serving on http://%s:%s (%s; simulator %s)", args.host or settings.host,
+             args.port or settings.port, settings.env, "on" if settings.simulator_on else "off")
+    uvicorn.run(app, host=args.host or settings.host, port=args.port or settings.port, log_config=None,
+                access_log=False)
+    return 0
+
+
+def _chat(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.channels.simulator import Conversation, chat, stdin
+    from bot.runtime import build
+
+    if not settings.simulator_on:
+        print("hamroh: the simulator is off (production)", file=sys.stderr)
+        return 2
+    default = "tg:100001" if args.channel == "telegram" else "+992900000001"
+
+    async def run() -> None:
+        hamroh = build(settings)
+        try:
+            await chat(Conversation(hamroh, args.channel, args.address or default), args.lang, stdin(),
+                       sys.stdout)
+        finally:
+            await hamroh.engine.dispose()
+
+    asyncio.run(run())
+    return 0
+
+
+def _flows_check(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.flowcheck import check, pending
+    from bot.runtime import load_content
+
+    flows = load_content(settings)
+    if args.pending:
+        facts = pending(flows)
+        for fact in facts:
+            print(f"{fact.where}\n    {fact.what}\n    source: {fact.source}")
+        print(f"{len(facts)} facts to verify before launch")
+        return 0
+    problems = check(flows, settings.flows_dir, budget=args.budget or settings.sms_segment_budget)
+    for problem in problems:
+        print(problem)
+    nodes = len(flows.nodes)
+    if problems:
+        print(f"{len(problems)} problems in {len(flows.files)} files ({nodes} nodes)", file=sys.stderr)
+        return 1
+    print(f"ok: {len(flows.files)} files, {nodes} nodes, every screen within the SMS budget, all translated")
+    return 0
+
+
+def _db_upgrade(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.migrate import upgrade
+
+    upgrade(settings.database_url)
+    log.info("database is up to date")
+    return 0
+
+
+def _demo(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.db import create_engine
+    from bot.demo import seed_example_courses
+    from bot.runtime import utc_now
+
+    if settings.env != "development":
+        print("hamroh: example courses are for development only", file=sys.stderr)
+        return 2
+
+    async def run() -> int:
+        engine = create_engine(settings.database_url)
+        try:
+            return await seed_example_courses(engine, utc_now())
+        finally:
+            await engine.dispose()
+
+    added = asyncio.run(run())
+    log.info("example courses: %d added", added)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,279 @@
+"""The pure turn function: (flows, session, input, now) -> Turn(session, replies, events).
+
+No database, no network, no clock, no randomness: everything it decides is in the Turn it returns.
+Whatever she sends, the engine answers with something useful in her language and never raises.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from bot import screens
+from bot.flows import FlowSet, Node
+from bot.model import (
+    LANGUAGES,
+    MORE_KEY,
+    OFFERED_LANGUAGES,
+    SOURCE_KEY,
+    ClearChatRequested,
+    Course,
+    DistrictSet,
+    EraseRequested,
+    EscalationRequested,
+    Event,
+    Input,
+    LanguageChanged,
+    OptedIn,
+    OptedOut,
+    Reply,
+    ScriptChanged,
+    Session,
+    Subscribed,
+    TopicViewed,
+    Turn,
+    Unsubscribed,
+)
+from bot.text import clean, fold, keyword_score
+
+MAX_INPUT = 1000  # characters of her message looked at; nothing longer is needed to route a turn
+MENU = screens.MAIN_MENU
+
+
+@dataclass
+class _Acc:
+    """The turn being built: the session as it changes, and what it says and does."""
+
+    flows: FlowSet
+    session: Session
+    courses: Sequence[Course]
+    replies: list[Reply]
+    events: list[Event]
+
+    def turn(self) -> Turn:
+        return Turn(self.session, tuple(self.replies), tuple(self.events))
+
+    @property
+    def lang(self) -> str:
+        return self.session.lang or "tg"
+
+    @property
+    def node(self) -> Node | None:
+        ref = self.session.node
+        return self.flows.nodes.get(ref) if ref else None
+
+
+def step(
+    flows: FlowSet, session: Session, inp: Input, now: datetime, *, courses: Sequence[Course] = ()
+) -> Turn:
+    """Run one turn of the conversation."""
+    if session.last_active and session.node and now - session.last_active > flows.idle_reset:
+        # She came back after a long time: start again at the menu, keeping her language.
+        session = replace(session, node=MENU, part=0, history=())
+    if session.node is not None and session.node not in flows.nodes:
+        session = replace(session, node=MENU, part=0, history=())  # content changed under her
+    acc = _Acc(flows, replace(session, last_active=now), courses, [], [])
+    text = clean(inp.text[: MAX_INPUT * 2])[:MAX_INPUT]
+    _route(acc, inp, text, fold(text))
+    return acc.turn()
+
+
+def _route(acc: _Acc, inp: Input, text: str, folded: str) -> None:
+    words = acc.flows.words
+    if acc.session.opted_out:
+        if folded in words.start:
+            acc.session = replace(acc.session, opted_out=False)
+            acc.events.append(OptedIn())
+            _enter(acc, "main.resumed")
+        return  # nothing more is sent to her after a stop word but the confirmation
+    if folded in words.stop:
+        acc.session = replace(acc.session, opted_out=True)
+        acc.events.append(OptedOut())
+        _enter(acc, "main.stopped")
+        return
+    if acc.session.lang is None:
+        _first_contact(acc, inp, folded)
+        return
+    if inp.button is not None:
+        _press(acc, inp.button)
+        return
+    if inp.media and not text:
+        acc.replies.append(screens.brief(acc.flows, acc.session, acc.flows.strings["not_text"], acc.node))
+        return
+    if _global_word(acc, folded):
+        return
+    node = acc.node
+    if folded.isdigit() and node is not None:
+        _pick(acc, node, int(folded))
+        return
+    if node is not None and node.ask and _answer(acc, node, folded):
+        return
+    target = _keyword(acc.flows, folded)
+    if target is not None:
+        _enter(acc, target)
+        return
+    msgid = node.invalid if node is not None and node.ask and node.invalid else acc.flows.strings["not_understood"]
+    acc.replies.append(screens.brief(acc.flows, acc.session, msgid, node))
+
+
+def _first_contact(acc: _Acc, inp: Input, folded: str) -> None:
+    names = {fold(name): lang for lang, name in acc.flows.words.languages.items()}
+    chosen: str | None = None
+    if inp.button and inp.button.startswith("lang:"):
+        chosen = inp.button.removeprefix("lang:")
+    elif folded.isdigit() and 1 <= int(folded) <= len(OFFERED_LANGUAGES):
+        chosen = OFFERED_LANGUAGES[int(folded) - 1]
+    elif folded in names:
+        chosen = names[folded]
+    if chosen not in LANGUAGES:
+        acc.session = replace(acc.session, node=None, part=0, history=())
+        acc.replies.append(screens.welcome(acc.flows))
+        return
+    assert chosen is not None
+    acc.session = replace(acc.session, lang=chosen)
+    acc.events.append(LanguageChanged(chosen))
+    _enter(acc, MENU)
+
+
+def _global_word(acc: _Acc, folded: str) -> bool:
+    words = acc.flows.words
+    if folded in words.menu or folded in words.start:
+        _enter(acc, MENU)
+    elif folded in words.back:
+        history = acc.session.history
+        previous = next((ref for ref in reversed(history) if ref in acc.flows.nodes), MENU)
+        acc.session = replace(acc.session, history=history[: max(len(history) - 1, 0)])
+        _enter(acc, previous, remember=False)
+    elif folded in words.language:
+        _enter(acc, "main.language")
+    elif folded in words.help:
+        _enter(acc, "main.help")
+    elif folded in words.erase:
+        _enter(acc, "main.erase")
+    else:
+        return False
+    return True
+
+
+def _press(acc: _Acc, key: str) -> None:
+    """A Telegram button: keys name a node and an option; one that no longer exists leads to the menu."""
+    if screens.is_menu_key(key):
+        _enter(acc, MENU)
+        return
+    if key.startswith("lang:") and key.removeprefix("lang:") in LANGUAGES:
+        _first_contact(acc, Input(button=key), "")
+        return
+    ref, _, option_id = key.partition(":")
+    node = acc.flows.nodes.get(ref)
+    if node is None:
+        _enter(acc, MENU)
+        return
+    if option_id.startswith(f"{MORE_KEY}:"):
+        part = option_id.removeprefix(f"{MORE_KEY}:")
+        if part.isdigit() and int(part) < len(node.texts):
+            _show(acc, node, int(part))
+            return
+    elif option_id == SOURCE_KEY and node.source:
+        _source(acc, node)
+        return
+    option = node.option(option_id)
+    _enter(acc, option.target if option else MENU)
+
+
+def _pick(acc: _Acc, node: Node, number: int) -> None:
+    """A number typed in answer to a numbered list."""
+    shown = screens.options(acc.flows, node, acc.session.part, acc.lang)
+    if 1 <= number <= len(shown):
+        _press(acc, shown[number - 1].key)
+    else:
+        acc.replies.append(screens.brief(acc.flows, acc.session, acc.flows.strings["not_understood"], node))
+
+
+def _answer(acc: _Acc, node: Node, folded: str) -> bool:
+    """A free-text answer to a question; True when it was valid and saved."""
+    if node.save == "district":
+        district = _district(acc.flows, folded)
+        if district is None or node.next is None:
+            return False
+        acc.session = replace(acc.session, district=district)
+        acc.events.append(DistrictSet(district))
+        _enter(acc, node.next)
+        return True
+    return False
+
+
+def _district(flows: FlowSet, folded: str) -> str | None:
+    if folded in flows.district_names:
+        return flows.district_names[folded]
+    scored = [(keyword_score(folded, name), district) for name, district in flows.district_names.items()]
+    best = max(scored, default=(0, ""))
+    return best[1] if best[0] > 0 else None
+
+
+def _keyword(flows: FlowSet, folded: str) -> str | None:
+    if not folded:
+        return None
+    best_score, best_ref = 0, None
+    for keyword, ref in flows.keywords:
+        score = keyword_score(folded, keyword)
+        if score > best_score:
+            best_score, best_ref = score, ref
+    return best_ref
+
+
+def _enter(acc: _Acc, ref: str, *, remember: bool = True) -> None:
+    """She arrives at a node: record its topic, run its action, show its first screen."""
+    node = acc.flows.nodes.get(ref) or acc.flows.node(MENU)
+    known = node.save == "district" and acc.session.district is not None
+    if node.ask and known and node.next and acc.session.node != node.next:
+        # The answer is known: ask again only when she comes back from where the question leads.
+        _enter(acc, node.next, remember=remember)
+        return
+    moved = acc.session.at(node.ref) if remember else replace(acc.session, node=node.ref, part=0)
+    acc.session = moved
+    if node.topic:
+        acc.events.append(TopicViewed(node.topic))
+    if node.action is not None:
+        _act(acc, node)
+    _show(acc, node, 0)
+
+
+def _show(acc: _Acc, node: Node, part: int) -> None:
+    acc.session = replace(acc.session, node=node.ref, part=part)
+    acc.replies.append(screens.screen(acc.flows, acc.session, node, part, acc.courses))
+
+
+def _source(acc: _Acc, node: Node) -> None:
+    flows = acc.flows
+    text = f"{flows.text(acc.lang, flows.strings['source_is'])} {flows.text(acc.lang, node.source or '')}"
+    options = screens.options(flows, node, len(node.texts) - 1, acc.lang)
+    acc.session = replace(acc.session, node=node.ref, part=len(node.texts) - 1)
+    acc.replies.append(Reply(text, options, screens.menu_label(flows, acc.lang, node.ref)))
+
+
+def _act(acc: _Acc, node: Node) -> None:
+    action = node.action
+    assert action is not None
+    session = acc.session
+    match action.kind:
+        case "escalate":
+            acc.events.append(EscalationRequested(action.queue or "general", action.reason or "asked"))
+        case "subscribe":
+            acc.session = replace(session, subscribed=True)
+            acc.events.append(Subscribed())
+        case "unsubscribe":
+            acc.session = replace(session, subscribed=False)
+            acc.events.append(Unsubscribed())
+        case "set_language" if action.lang:
+            acc.session = replace(session, lang=action.lang)
+            acc.events.append(LanguageChanged(action.lang))
+        case "set_script" if action.script in ("cyrillic", "plain", "latin"):
+            acc.session = replace(session, script=action.script)
+            acc.events.append(ScriptChanged(acc.session.script))
+        case "erase":
+            # Everything about her goes; the reply is still written in the language she used.
+            acc.session = Session(lang=session.lang, node=node.ref, last_active=session.last_active)
+            acc.events.append(EraseRequested())
+        case "clear_chat":
+            acc.events.append(ClearChatRequested())

@@ -1,0 +1,22 @@
+"""Erasing a woman: everything that points to her goes, in the caller's transaction.
+
+Request-log rows stay (they hold a monthly pseudonym, and the pseudonym goes with her contact row, so
+they no longer point to anyone).
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from bot.store import Case, Contact, ConversationState, Delivery, OutboxMessage
+
+# Children first: every table holding her contact id, then the contact itself.
+_TABLES_WITH_CONTACT = (OutboxMessage, Case, Delivery, ConversationState)
+
+
+async def everything(db: AsyncSession, contact_id: int) -> None:
+    """Delete the contact and every row that refers to her (sent messages too)."""
+    for table in _TABLES_WITH_CONTACT:
+        await db.exec(sa.delete(table).where(table.contact_id == contact_id))  # type: ignore[call-overload]
+    await db.exec(sa.delete(Contact).where(Contact.id == contact_id))  # type: ignore[call-overload]

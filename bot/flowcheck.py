@@ -1,0 +1,131 @@
+"""`hamroh flows check`: everything wrong with the content, each with file and line.
+
+Loading already refuses broken structure (unknown nodes, bad fields, facts without a source). This adds what
+a bot could run with but a woman should never meet: unreachable nodes, SMS screens over the budget,
+strings missing from a catalogue, translations whose numbers differ from the English.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from bot.channels import sms
+from bot.channels.telegram import CALLBACK_DATA_LIMIT
+from bot.flows import MAIN_FLOW, SYSTEM_NODES, FlowSet, Node
+from bot.flowspec import Problem, read_yaml
+from bot.i18n import msgids_with_lines
+from bot.model import OFFERED_LANGUAGES, Reply, Session
+from bot.screens import MAIN_MENU, brief, screen, welcome
+
+NUMBER = re.compile(r"\d+(?:[.,/]\d+)*")
+
+
+@dataclass(frozen=True)
+class Fact:
+    """A fact the deploying organisation must still confirm."""
+
+    where: str
+    what: str
+    source: str
+
+
+def check(flows: FlowSet, flows_dir: Path, *, budget: int = 2) -> list[Problem]:
+    """Every problem of a loaded flow set."""
+    problems = list(unreachable(flows))
+    problems.extend(untranslated(flows, flows_dir))
+    problems.extend(over_budget(flows, budget))
+    problems.extend(long_keys(flows))
+    return problems
+
+
+def unreachable(flows: FlowSet) -> Iterator[Problem]:
+    """Nodes she cannot reach from the main menu by choosing options."""
+    roots = [f"{MAIN_FLOW}.{name}" for name in SYSTEM_NODES]
+    seen = set(roots)
+    queue = deque(roots)
+    while queue:
+        node = flows.nodes[queue.popleft()]
+        for target in [o.target for o in node.options] + ([node.next] if node.next else []):
+            if target not in seen:
+                seen.add(target)
+                queue.append(target)
+    for ref, node in flows.nodes.items():
+        if ref not in seen:
+            yield Problem(node.file, node.line, f"{ref}: unreachable from the main menu")
+
+
+def untranslated(flows: FlowSet, flows_dir: Path) -> Iterator[Problem]:
+    """Msgids without a translation, and translations whose numbers differ from the English."""
+    for file in flows.files:
+        data, lines = read_yaml(flows_dir / file)
+        for line, msgid in msgids_with_lines(data, lines):
+            for lang in OFFERED_LANGUAGES:
+                if not flows.translations.has(lang, msgid):
+                    yield Problem(file, line, f"no {lang} translation for {msgid!r}")
+                elif numbers(flows.text(lang, msgid)) != numbers(msgid):
+                    yield Problem(file, line, f"{lang} translation of {msgid!r} has other numbers")
+
+
+def numbers(text: str) -> list[str]:
+    """The numbers in a text, in order ("1/4", "150", "3,000")."""
+    return sorted(NUMBER.findall(text))
+
+
+def screens_of(flows: FlowSet, lang: str) -> Iterator[tuple[Node | None, str, Reply]]:
+    """Every screen the bot can show in `lang`: each part of each node, sources, and short answers."""
+    yield None, "welcome", welcome(flows)
+    for node in flows.nodes.values():
+        session = Session(lang=lang, node=node.ref)
+        for part in range(len(node.texts)):
+            yield node, f"part {part + 1}", screen(flows, session, node, part, ())
+        if node.fact and node.source:
+            text = f"{flows.text(lang, flows.strings['source_is'])} {flows.text(lang, node.source)}"
+            yield node, "source", Reply(text)
+        yield node, "not understood", brief(flows, session, flows.strings["not_understood"], node)
+        if node.ask and node.invalid:
+            yield node, "invalid answer", brief(flows, session, node.invalid, node)
+
+
+def over_budget(flows: FlowSet, budget: int) -> Iterator[Problem]:
+    """SMS screens (in Cyrillic, the costliest letters) longer than `budget` segments."""
+    for lang in OFFERED_LANGUAGES:
+        for node, what, reply in screens_of(flows, lang):
+            cost = sms.cost(sms.render(reply))
+            if cost.segments > budget:
+                file, line, ref = (node.file, node.line, node.ref) if node else ("main.yaml", 1, "welcome")
+                yield Problem(file, line, f"{ref} ({what}, {lang}): SMS of {cost.segments} segments "
+                                          f"({cost.chars} characters, {cost.encoding}) is over the budget "
+                                          f"of {budget}")
+
+
+def long_keys(flows: FlowSet) -> Iterator[Problem]:
+    """Option keys over Telegram's 64-byte callback_data limit."""
+    for node in flows.nodes.values():
+        for option in screen(flows, Session(lang="en", node=node.ref), node, len(node.texts) - 1, ()).options:
+            if len(option.key.encode("utf-8")) > CALLBACK_DATA_LIMIT:
+                yield Problem(node.file, node.line, f"{node.ref}: button key {option.key!r} is over "
+                                                    f"{CALLBACK_DATA_LIMIT} bytes")
+
+
+def pending(flows: FlowSet) -> list[Fact]:
+    """Facts marked `verify: true`: the deploying organisation confirms each before launch."""
+    facts = [
+        Fact(f"{n.file}:{n.line} {n.ref}", n.texts[0], n.source or "")
+        for n in flows.nodes.values()
+        if n.verify
+    ]
+    facts.extend(
+        Fact(f"directory.yaml {s.id}", f"{s.name}: {s.number or s.ask_at}", s.source)
+        for s in flows.directory.values()
+        if s.verify
+    )
+    return facts
+
+
+def is_menu(ref: str) -> bool:
+    """Whether a node is the main menu."""
+    return ref == MAIN_MENU

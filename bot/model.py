@@ -1,0 +1,205 @@
+"""The values the engine reads and returns: plain, immutable, serialisable.
+
+Nothing here touches a database or a network. A `Session` is saved as JSON between turns, so every field
+is a plain value and `Session.from_json(s.to_json()) == s`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from collections.abc import Mapping
+from datetime import date, datetime
+from typing import Any, Literal
+
+Channel = Literal["sms", "telegram"]
+Script = Literal["cyrillic", "plain", "latin"]
+CHANNELS: tuple[Channel, ...] = ("sms", "telegram")
+SCRIPTS: tuple[Script, ...] = ("cyrillic", "plain", "latin")
+OFFERED_LANGUAGES = ("tg", "ru")
+LANGUAGES = ("tg", "ru", "en")
+
+# Option keys the engine adds itself, beside the flow's own options.
+MORE_KEY = "more"
+SOURCE_KEY = "source"
+MENU_KEY = "menu"
+
+
+@dataclass(frozen=True)
+class Session:
+    """Where one woman stands in the conversation, and the little the bot knows of her."""
+
+    lang: str | None = None
+    node: str | None = None  # "flow.node"; None before she has chosen a language
+    part: int = 0
+    history: tuple[str, ...] = ()
+    district: str | None = None
+    script: Script = "cyrillic"
+    subscribed: bool = False
+    opted_out: bool = False
+    last_active: datetime | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict of this session."""
+        return {
+            "lang": self.lang,
+            "node": self.node,
+            "part": self.part,
+            "history": list(self.history),
+            "district": self.district,
+            "script": self.script,
+            "subscribed": self.subscribed,
+            "opted_out": self.opted_out,
+            "last_active": self.last_active.isoformat() if self.last_active else None,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Session:
+        """Read a session saved by `to_json`; unknown or missing keys fall back to defaults."""
+        last = data.get("last_active")
+        script = data.get("script", "cyrillic")
+        return cls(
+            lang=data.get("lang"),
+            node=data.get("node"),
+            part=int(data.get("part", 0)),
+            history=tuple(data.get("history", ())),
+            district=data.get("district"),
+            script=script if script in SCRIPTS else "cyrillic",
+            subscribed=bool(data.get("subscribed", False)),
+            opted_out=bool(data.get("opted_out", False)),
+            last_active=datetime.fromisoformat(last) if last else None,
+        )
+
+    def at(self, node: str, part: int = 0) -> Session:
+        """This session moved to `node`, remembering where it was for "back"."""
+        history = self.history
+        if self.node is not None and self.node != node:
+            history = (*self.history, self.node)[-10:]
+        return replace(self, node=node, part=part, history=history)
+
+
+@dataclass(frozen=True)
+class Input:
+    """What she sent: text she typed, a button she pressed, or something that is not text."""
+
+    text: str = ""
+    button: str | None = None  # the key of a pressed option ("flow.node:option")
+    media: bool = False  # a photo, voice message, sticker...
+
+
+@dataclass(frozen=True)
+class Option:
+    """One choice offered with a reply. `key` is stable across content edits; `label` is translated."""
+
+    key: str
+    label: str
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One message to her, channel-neutral: text and options, already in her language."""
+
+    text: str
+    options: tuple[Option, ...] = ()
+    menu: str | None = None  # the label of the way back to the main menu (None on the menu itself)
+
+
+@dataclass(frozen=True)
+class Course:
+    """A training course as the engine shows it (the service reads these from the database)."""
+
+    titles: Mapping[str, str]  # language -> title
+    district: str | None  # None: open to every district
+    starts: date | None = None
+
+
+# Events: what happened in a turn. The service applies them.
+
+
+@dataclass(frozen=True)
+class TopicViewed:
+    """She opened a topic; the request log records it (never who she is)."""
+
+    topic: str
+
+
+@dataclass(frozen=True)
+class EscalationRequested:
+    """She asked for a counsellor."""
+
+    queue: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class LanguageChanged:
+    """She chose a language."""
+
+    lang: str
+
+
+@dataclass(frozen=True)
+class DistrictSet:
+    """She told us her district (a canonical id)."""
+
+    district: str
+
+
+@dataclass(frozen=True)
+class ScriptChanged:
+    """She chose the letters of her SMS."""
+
+    script: Script
+
+
+@dataclass(frozen=True)
+class Subscribed:
+    """She wants announcements."""
+
+
+@dataclass(frozen=True)
+class Unsubscribed:
+    """She no longer wants announcements."""
+
+
+@dataclass(frozen=True)
+class OptedOut:
+    """She sent a stop word: nothing more goes to her on this channel but the confirmation."""
+
+
+@dataclass(frozen=True)
+class OptedIn:
+    """She sent a start word after stopping."""
+
+
+@dataclass(frozen=True)
+class EraseRequested:
+    """She confirmed that everything about her is to be deleted."""
+
+
+@dataclass(frozen=True)
+class ClearChatRequested:
+    """She asked Telegram to clear the chat on her phone."""
+
+
+Event = (
+    TopicViewed
+    | EscalationRequested
+    | LanguageChanged
+    | DistrictSet
+    | ScriptChanged
+    | Subscribed
+    | Unsubscribed
+    | OptedOut
+    | OptedIn
+    | EraseRequested
+    | ClearChatRequested
+)
+
+
+@dataclass(frozen=True)
+class Turn:
+    """The whole result of one turn: the new session, the replies to send, what happened."""
+
+    session: Session
+    replies: tuple[Reply, ...]
+    events: tuple[Event, ...] = field(default=())

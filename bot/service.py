@@ -1,0 +1,241 @@
+"""One turn = one transaction: deduplicate, load, run the engine, save, apply events, queue replies.
+
+Nothing is sent inside the transaction: replies go to the outbox, which the dispatcher empties. If
+anything fails the whole turn rolls back and the caller answers 5xx, so the provider delivers again and
+the duplicate check makes that safe.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlmodel import select
+
+from bot import erase
+from bot.channels import sms, telegram
+from bot.crypto import Vault, normalise_address
+from bot.db import transaction
+from bot.engine import step
+from bot.flows import FlowSet
+from bot.model import (
+    Channel,
+    ClearChatRequested,
+    Course,
+    EraseRequested,
+    EscalationRequested,
+    Event,
+    Input,
+    Reply,
+    Session,
+    TopicViewed,
+    Turn,
+)
+from bot.store import Case, Contact, ConversationState, CourseRow, Delivery, OutboxMessage, RequestLogEntry
+
+log = logging.getLogger(__name__)
+REPLY_PRIORITY = 0
+BULK_PRIORITY = 10
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """A message as a channel adapter hands it over: who (raw address), what, and the provider's id."""
+
+    channel: Channel
+    address: str
+    text: str = ""
+    button: str | None = None
+    media: bool = False
+    provider_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a turn did: whether it was a duplicate, and the outbox rows it wrote."""
+
+    duplicate: bool
+    contact_id: int | None = None
+    outbox_ids: tuple[int, ...] = ()
+    events: tuple[Event, ...] = ()
+
+
+@dataclass
+class CourseCache:
+    """Active courses, read at most once a minute (they change rarely; turns are many)."""
+
+    clock: Callable[[], datetime]
+    ttl: timedelta = timedelta(seconds=60)
+    _courses: tuple[Course, ...] = ()
+    _read_at: datetime | None = None
+
+    async def get(self, db: AsyncSession) -> tuple[Course, ...]:
+        """The active courses, from memory when read recently."""
+        now = self.clock()
+        if self._read_at is None or now - self._read_at > self.ttl:
+            rows = (await db.exec(select(CourseRow).where(CourseRow.active))).all()
+            self._courses = tuple(
+                Course({"tg": r.title_tg, "ru": r.title_ru, "en": r.title_en or r.title_ru}, r.district,
+                       r.starts_on)
+                for r in sorted(rows, key=lambda r: (r.starts_on is None, r.starts_on, r.id))
+            )
+            self._read_at = now
+        return self._courses
+
+    def forget(self) -> None:
+        """Read the courses again on the next turn (after a coordinator changed them)."""
+        self._read_at = None
+
+
+@dataclass
+class Hamroh:
+    """The service and everything it needs, passed in (clock and token maker too, so tests are exact)."""
+
+    engine: AsyncEngine
+    flows: FlowSet
+    vault: Vault
+    clock: Callable[[], datetime]
+    new_token: Callable[[], str]
+    courses: CourseCache = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.courses = CourseCache(self.clock)
+
+    async def handle(self, inbound: Inbound) -> Outcome:
+        """Run one turn for an inbound message (AddressError if the address is not one)."""
+        address = normalise_address(inbound.channel, inbound.address)
+        try:
+            async with transaction(self.engine) as db:
+                return await self._turn(db, inbound, address)
+        except IntegrityError:
+            if inbound.provider_id is None:
+                raise
+            # The same delivery raced in on another connection and won: this one is the duplicate.
+            log.info("duplicate delivery on %s dropped", inbound.channel)
+            return Outcome(duplicate=True)
+
+    async def _turn(self, db: AsyncSession, inbound: Inbound, address: str) -> Outcome:
+        now = self.clock()
+        if inbound.provider_id is not None:
+            seen = await db.exec(
+                select(Delivery.id).where(
+                    Delivery.channel == inbound.channel, Delivery.provider_id == inbound.provider_id
+                )
+            )
+            if seen.first() is not None:
+                return Outcome(duplicate=True)
+        contact = await self._contact(db, inbound.channel, address, now)
+        assert contact.id is not None
+        if inbound.provider_id is not None:
+            db.add(Delivery(channel=inbound.channel, provider_id=inbound.provider_id, contact_id=contact.id,
+                            received_at=now))
+            await db.flush()
+        state = await db.get(ConversationState, contact.id)
+        session = Session.from_json(json.loads(state.state)) if state else Session()
+        courses = await self.courses.get(db)
+        turn = step(self.flows, session, Input(inbound.text, inbound.button, inbound.media), now, courses=courses)
+        if any(isinstance(e, EraseRequested) for e in turn.events):
+            await erase.everything(db, contact.id)
+            if inbound.provider_id is not None:  # still drop a redelivery of this very message
+                db.add(Delivery(channel=inbound.channel, provider_id=inbound.provider_id, received_at=now))
+            ids = await self._queue(db, None, inbound.channel, address, turn.replies, turn.session,
+                                    now, ephemeral=True)
+            return Outcome(duplicate=False, contact_id=None, outbox_ids=ids, events=turn.events)
+        await self._save(db, contact, state, turn, now)
+        await self._apply(db, contact, turn.events, inbound.channel, turn.session, now)
+        ids = await self._queue(db, contact.id, inbound.channel, address, turn.replies, turn.session, now)
+        return Outcome(duplicate=False, contact_id=contact.id, outbox_ids=ids, events=turn.events)
+
+    async def _contact(self, db: AsyncSession, channel: Channel, address: str, now: datetime) -> Contact:
+        fingerprint = self.vault.fingerprint(address)
+        contact = (await db.exec(select(Contact).where(Contact.fingerprint == fingerprint))).first()
+        month = now.strftime("%Y-%m")
+        if contact is None:
+            contact = Contact(channel=channel, fingerprint=fingerprint, address=self.vault.seal(address),
+                              pseudonym=self.new_token(), pseudonym_month=month, created_at=now)
+            db.add(contact)
+            await db.flush()
+        elif contact.pseudonym_month != month:
+            # A new month, a new pseudonym: request-log rows of past months can no longer be linked to her.
+            contact.pseudonym, contact.pseudonym_month = self.new_token(), month
+            db.add(contact)
+        return contact
+
+    async def _save(
+        self, db: AsyncSession, contact: Contact, state: ConversationState | None, turn: Turn, now: datetime
+    ) -> None:
+        session = turn.session
+        encoded = json.dumps(session.to_json(), ensure_ascii=False)
+        if state is None:
+            db.add(ConversationState(contact_id=contact.id, state=encoded, updated_at=now))
+        else:
+            state.state, state.updated_at = encoded, now
+            db.add(state)
+        contact.lang, contact.district, contact.script = session.lang, session.district, session.script
+        contact.subscribed, contact.opted_out = session.subscribed, session.opted_out
+        db.add(contact)
+
+    async def _apply(
+        self, db: AsyncSession, contact: Contact, events: Sequence[Event], channel: Channel, session: Session,
+        now: datetime,
+    ) -> None:
+        assert contact.id is not None
+        hour = now.replace(minute=0, second=0, microsecond=0)
+
+        def logged(topic: str) -> RequestLogEntry:
+            return RequestLogEntry(hour=hour, topic=topic, channel=channel, lang=session.lang,
+                                   district=session.district, pseudonym=contact.pseudonym)
+
+        for event in events:
+            match event:
+                case TopicViewed(topic=topic):
+                    db.add(logged(topic))
+                case EscalationRequested(queue=queue, reason=reason):
+                    db.add(Case(contact_id=contact.id, queue=queue, reason=reason, opened_at=now))
+                    db.add(logged(f"escalation.{queue}"))
+                case ClearChatRequested():
+                    db.add(self._outbox_row(contact.id, channel, contact.address, {"op": "clear_chat"}, now,
+                                            kind="command"))
+
+    async def _queue(
+        self, db: AsyncSession, contact_id: int | None, channel: Channel, address: str,
+        replies: Sequence[Reply], session: Session, now: datetime, *, ephemeral: bool = False,
+    ) -> tuple[int, ...]:
+        sealed = self.vault.seal(address)
+        rows = [
+            self._outbox_row(contact_id, channel, sealed, wire(channel, reply, session), now, ephemeral=ephemeral)
+            for reply in replies
+        ]
+        db.add_all(rows)
+        await db.flush()
+        return tuple(r.id for r in rows if r.id is not None)
+
+    def _outbox_row(
+        self, contact_id: int | None, channel: Channel, sealed_address: bytes, body: dict[str, Any],
+        now: datetime, *, kind: str = "reply", ephemeral: bool = False,
+    ) -> OutboxMessage:
+        return OutboxMessage(
+            contact_id=contact_id, channel=channel, address=sealed_address, kind=kind,
+            body=self.vault.seal(json.dumps(body, ensure_ascii=False)), priority=REPLY_PRIORITY,
+            ephemeral=ephemeral, created_at=now,
+        )
+
+
+def wire(channel: Channel, reply: Reply, session: Session) -> dict[str, Any]:
+    """A reply as its channel will send it."""
+    if channel == "sms":
+        return {"text": sms.render(reply, session.script)}
+    return telegram.render(reply)
+
+
+async def count_rows(db: AsyncSession, table: Any) -> int:
+    """How many rows a table holds (for tests, reports and benchmarks)."""
+    return int((await db.exec(select(sa.func.count()).select_from(table))).one())

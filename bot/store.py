@@ -1,0 +1,158 @@
+"""Tables. Nothing here holds a phone number, a chat id or her words in plain form.
+
+Addresses are sealed (encrypted) and found by a keyed fingerprint; the request log holds a monthly
+pseudonym, never an address; sessions hold where she is in the conversation, never what she typed.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+from sqlmodel import Field, SQLModel
+
+
+class UTCDateTime(sa.types.TypeDecorator[datetime]):
+    """Times stored in UTC and always read back as aware datetimes (SQLite forgets the zone)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _time(**kwargs: Any) -> Any:
+    return Field(sa_type=UTCDateTime, **kwargs)
+
+
+def _contact_ref(*, nullable: bool = False, index: bool = True) -> Any:
+    return Field(
+        default=None if nullable else ...,
+        sa_column_args=[sa.ForeignKey("contacts.id", ondelete="CASCADE")],
+        nullable=nullable,
+        index=index,
+    )
+
+
+class Contact(SQLModel, table=True):
+    """A woman on one channel. `fingerprint` finds her; `address` is sealed."""
+
+    __tablename__ = "contacts"
+
+    id: int | None = Field(default=None, primary_key=True)
+    channel: str = Field(max_length=16)
+    fingerprint: str = Field(max_length=64, unique=True)
+    address: bytes = Field(sa_type=sa.LargeBinary)
+    lang: str | None = Field(default=None, max_length=8)
+    district: str | None = Field(default=None, max_length=64)
+    script: str = Field(default="cyrillic", max_length=16)
+    subscribed: bool = False
+    opted_out: bool = False
+    pseudonym: str = Field(max_length=32)
+    pseudonym_month: str = Field(max_length=7)  # "2026-11": the pseudonym is replaced each month
+    created_at: datetime = _time()
+
+
+class ConversationState(SQLModel, table=True):
+    """Her place in the conversation (a serialised Session), one row per contact."""
+
+    __tablename__ = "sessions"
+
+    contact_id: int = Field(
+        sa_column_args=[sa.ForeignKey("contacts.id", ondelete="CASCADE")], primary_key=True
+    )
+    state: str = Field(sa_type=sa.Text)
+    updated_at: datetime = _time()
+
+
+class Delivery(SQLModel, table=True):
+    """An inbound message already handled: the same provider message id twice is handled once."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (sa.UniqueConstraint("channel", "provider_id", name="uq_deliveries_provider"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    channel: str = Field(max_length=16)
+    provider_id: str = Field(max_length=128)
+    contact_id: int | None = _contact_ref(nullable=True)
+    received_at: datetime = _time(index=True)
+
+
+class OutboxMessage(SQLModel, table=True):
+    """A message waiting to leave, or sent. Its address and body are sealed."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (sa.Index("ix_outbox_pending", "status", "priority", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    contact_id: int | None = _contact_ref(nullable=True)
+    channel: str = Field(max_length=16)
+    address: bytes = Field(sa_type=sa.LargeBinary)
+    body: bytes = Field(sa_type=sa.LargeBinary)  # sealed JSON: the message as the channel sends it
+    kind: str = Field(default="reply", max_length=16)  # reply | bulk | command
+    priority: int = 0  # lower leaves first: replies before bulk messages
+    status: str = Field(default="queued", max_length=16)  # queued | sending | sent | failed
+    ephemeral: bool = False  # deleted once sent (the confirmation that her data was erased)
+    attempts: int = 0
+    last_error: str | None = Field(default=None, max_length=200)
+    created_at: datetime = _time()
+    sent_at: datetime | None = _time(default=None)
+
+
+class Case(SQLModel, table=True):
+    """A request for a counsellor."""
+
+    __tablename__ = "cases"
+
+    id: int | None = Field(default=None, primary_key=True)
+    contact_id: int = _contact_ref()
+    queue: str = Field(max_length=32)
+    reason: str = Field(max_length=64)
+    status: str = Field(default="open", max_length=16)
+    opened_at: datetime = _time(index=True)
+    closed_at: datetime | None = _time(default=None)
+
+
+class RequestLogEntry(SQLModel, table=True):
+    """What was asked, never who asked: topic, channel, language, district, hour, monthly pseudonym."""
+
+    __tablename__ = "request_log"
+
+    id: int | None = Field(default=None, primary_key=True)
+    hour: datetime = _time(index=True)
+    topic: str = Field(max_length=64, index=True)
+    channel: str = Field(max_length=16)
+    lang: str | None = Field(default=None, max_length=8)
+    district: str | None = Field(default=None, max_length=64)
+    pseudonym: str = Field(max_length=32)
+
+
+class CourseRow(SQLModel, table=True):
+    """A training course, listed to women of its district (or to all when district is empty)."""
+
+    __tablename__ = "courses"
+
+    id: int | None = Field(default=None, primary_key=True)
+    title_tg: str = Field(max_length=200)
+    title_ru: str = Field(max_length=200)
+    title_en: str = Field(default="", max_length=200)
+    district: str | None = Field(default=None, max_length=64, index=True)
+    starts_on: date | None = None
+    example: bool = False  # a demo course seeded by `make run`, never in production
+    active: bool = True
+    created_at: datetime = _time()
+
+
+METADATA = SQLModel.metadata

@@ -1,0 +1,145 @@
+"""Shared fixtures: the real content, a clock that moves only when told, databases made and dropped per test."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import MappingProxyType
+
+import asyncpg
+import pytest
+from sqlalchemy.engine import make_url
+
+from bot.config import ROOT, Settings
+from bot.crypto import Vault, make_vault
+from bot.db import create_engine
+from bot.flows import FlowSet, load_flowset
+from bot.i18n import Translations, load_translations
+from bot.migrate import upgrade
+from bot.service import Hamroh
+
+POSTGRES_URL = os.environ.get("HAMROH_TEST_POSTGRES_URL")
+TEST_ENCRYPTION_KEY = "x8Jm2C0j0W2oQ2gQJ3bq1V5xvJt0m7Ykq3d7S0xwZ3U="
+TEST_HASH_KEY = "test-hash-key-that-is-long-enough-for-hmac-0123456789"
+
+
+@dataclass
+class Clock:
+    """A clock tests move by hand."""
+
+    now: datetime = field(default_factory=lambda: datetime(2026, 11, 28, 9, 0, tzinfo=UTC))
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
+@dataclass
+class Tokens:
+    """Pseudonyms that are predictable in tests."""
+
+    issued: int = 0
+
+    def __call__(self) -> str:
+        self.issued += 1
+        return f"pseudonym{self.issued:04d}"
+
+
+@pytest.fixture(scope="session")
+def flows() -> FlowSet:
+    """The real flow files and catalogues of the repository."""
+    return load_flowset(ROOT / "flows", load_translations(ROOT / "locales"))
+
+
+@pytest.fixture(scope="session")
+def small_flows() -> FlowSet:
+    """A small flow set of the tests' own (tests/data/flows), English only: exact and stable."""
+    return load_flowset(Path(__file__).parent / "data" / "flows", Translations(MappingProxyType({})))
+
+
+@pytest.fixture
+def vault() -> Vault:
+    return make_vault(TEST_ENCRYPTION_KEY, TEST_HASH_KEY)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    url = f"sqlite:///{tmp_path / 'hamroh.db'}"
+    upgrade(url)
+    return url
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for one test, dropped afterwards (leftovers never matter)."""
+    if not POSTGRES_URL:
+        pytest.skip("HAMROH_TEST_POSTGRES_URL is not set")
+    name = f"hamroh_test_{uuid.uuid4().hex[:12]}"
+    _admin(f'CREATE DATABASE "{name}"')
+    url = make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+    try:
+        upgrade(url)
+        yield url
+    finally:
+        _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _admin(sql: str) -> None:
+    assert POSTGRES_URL
+
+    async def run() -> None:
+        connection = await asyncpg.connect(POSTGRES_URL)
+        try:
+            await connection.execute(sql)
+        finally:
+            await connection.close()
+
+    asyncio.run(run())
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest) -> str:
+    """Each test using this runs on SQLite and on PostgreSQL."""
+    name = "sqlite_url" if request.param == "sqlite" else "postgres_url"
+    return str(request.getfixturevalue(name))
+
+
+@pytest.fixture
+async def hamroh(database_url: str, flows: FlowSet, vault: Vault, clock: Clock) -> AsyncIterator[Hamroh]:
+    """The service with the real content, on each database."""
+    engine = create_engine(database_url)
+    yield Hamroh(engine=engine, flows=flows, vault=vault, clock=clock, new_token=Tokens())
+    await engine.dispose()
+
+
+@pytest.fixture
+async def small_hamroh(
+    database_url: str, small_flows: FlowSet, vault: Vault, clock: Clock
+) -> AsyncIterator[Hamroh]:
+    """The service with the tests' small flow set, on each database."""
+    engine = create_engine(database_url)
+    yield Hamroh(engine=engine, flows=small_flows, vault=vault, clock=clock, new_token=Tokens())
+    await engine.dispose()
+
+
+@pytest.fixture
+def settings(tmp_path: Path, sqlite_url: str) -> Settings:
+    return Settings(
+        env="development",
+        database_url=sqlite_url,
+        var_dir=tmp_path,
+        encryption_key=TEST_ENCRYPTION_KEY,
+        hash_key=TEST_HASH_KEY,
+    )

@@ -1,0 +1,147 @@
+"""One turn = one transaction, on SQLite and PostgreSQL, with the tests' small flow set."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+from sqlmodel import select
+
+from bot.channels.simulator import take
+from bot.crypto import AddressError
+from bot.db import transaction
+from bot.service import Hamroh, Inbound, count_rows
+from bot.store import Case, Contact, ConversationState, Delivery, OutboxMessage, RequestLogEntry
+from tests.conftest import Clock
+
+PHONE = "+992 90 123 45 67"
+
+
+async def say(hamroh: Hamroh, text: str = "", *, address: str = PHONE, channel: str = "sms",
+              provider_id: str | None = None, button: str | None = None) -> list[dict[str, Any]]:
+    outcome = await hamroh.handle(Inbound(channel, address, text=text, button=button,  # type: ignore[arg-type]
+                                          provider_id=provider_id))
+    return await take(hamroh, outcome.outbox_ids, hamroh.clock())
+
+
+async def rows(hamroh: Hamroh, table: Any) -> list[Any]:
+    async with transaction(hamroh.engine) as db:
+        return list((await db.exec(select(table))).all())
+
+
+async def test_a_conversation_is_saved_between_turns_and_replies_wait_in_the_outbox(small_hamroh: Hamroh) -> None:
+    hello = await say(small_hamroh, "hi", provider_id="m1")
+    assert "Hello. Choose your language." in hello[0]["text"]
+    assert (await say(small_hamroh, "1", provider_id="m2"))[0]["text"].startswith("How can I help?\n1 Legal")
+    reply = await say(small_hamroh, "алимент", provider_id="m3")
+    assert reply[0]["text"] == "A father must pay for his children.\n1 More\n0 Menu"
+    outbox = await rows(small_hamroh, OutboxMessage)
+    assert [m.status for m in outbox] == ["sent"] * 3
+    assert all(b"A father" not in m.body and b"992" not in m.address for m in outbox)
+    (entry,) = await rows(small_hamroh, RequestLogEntry)
+    assert (entry.topic, entry.channel, entry.lang, entry.pseudonym) == ("legal.alimony", "sms", "tg",
+                                                                         "pseudonym0001")
+    assert entry.hour.minute == 0
+
+
+async def test_the_same_delivery_twice_is_handled_once(small_hamroh: Hamroh) -> None:
+    await say(small_hamroh, "hi", provider_id="SM1")
+    assert await say(small_hamroh, "hi", provider_id="SM1") == []
+    results = await asyncio.gather(*(small_hamroh.handle(Inbound("sms", PHONE, "1", provider_id="SM2"))
+                                     for _ in range(5)))
+    assert sorted(r.duplicate for r in results) == [False, True, True, True, True]
+    async with transaction(small_hamroh.engine) as db:
+        assert await count_rows(db, Delivery) == 2
+        assert await count_rows(db, OutboxMessage) == 2
+
+
+async def test_a_failed_turn_leaves_nothing_so_the_retry_is_handled(small_hamroh: Hamroh,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    async def broken(db: object) -> tuple[()]:
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr(small_hamroh.courses, "get", broken)
+    with pytest.raises(RuntimeError):
+        await small_hamroh.handle(Inbound("sms", PHONE, "hi", provider_id="SM9"))
+    async with transaction(small_hamroh.engine) as db:
+        for table in (Contact, Delivery, OutboxMessage, ConversationState):
+            assert await count_rows(db, table) == 0
+    monkeypatch.undo()
+    assert await say(small_hamroh, "hi", provider_id="SM9")
+
+
+async def test_two_women_are_told_apart_and_addresses_are_normalised(small_hamroh: Hamroh) -> None:
+    await say(small_hamroh, "hi", address="+992901234567")
+    await say(small_hamroh, "2", address="00992 90 123-45-67")  # the same woman, typed another way
+    await say(small_hamroh, "hi", address="tg:42", channel="telegram")
+    contacts = await rows(small_hamroh, Contact)
+    assert len(contacts) == 2
+    assert {c.lang for c in contacts} == {"ru", None}
+    with pytest.raises(AddressError):
+        await small_hamroh.handle(Inbound("sms", "<script>", "hi"))
+
+
+async def test_an_escalation_opens_a_case(small_hamroh: Hamroh) -> None:
+    await say(small_hamroh, "1")
+    await say(small_hamroh, "3")
+    reply = await say(small_hamroh, "4")
+    assert reply[0]["text"].startswith("A counsellor will write to you.")
+    (case,) = await rows(small_hamroh, Case)
+    assert (case.queue, case.reason, case.status) == ("urgent", "asked", "open")
+    assert [e.topic for e in await rows(small_hamroh, RequestLogEntry)] == ["escalation.urgent"]
+
+
+async def test_stop_means_nothing_more_is_sent_until_start(small_hamroh: Hamroh) -> None:
+    await say(small_hamroh, "1")
+    assert (await say(small_hamroh, "СТОП"))[0]["text"].startswith("You will get no more messages")
+    assert await say(small_hamroh, "hello?") == []
+    (contact,) = await rows(small_hamroh, Contact)
+    assert contact.opted_out
+    assert (await say(small_hamroh, "start"))[0]["text"].startswith("Welcome back.")
+
+
+async def test_clear_chat_is_queued_for_telegram(small_hamroh: Hamroh) -> None:
+    await say(small_hamroh, "1", address="tg:7", channel="telegram")
+    await say(small_hamroh, button="main.menu:settings", address="tg:7", channel="telegram")
+    await say(small_hamroh, button="main.settings:clear", address="tg:7", channel="telegram")
+    commands = [m for m in await rows(small_hamroh, OutboxMessage) if m.kind == "command"]
+    assert [json.loads(small_hamroh.vault.open(m.body)) for m in commands] == [{"op": "clear_chat"}]
+
+
+async def test_the_pseudonym_changes_each_month(small_hamroh: Hamroh, clock: Clock) -> None:
+    await say(small_hamroh, "1")
+    await say(small_hamroh, "алимент")
+    clock.advance(days=5)  # 3 December
+    await say(small_hamroh, "алимент")
+    first, second = await rows(small_hamroh, RequestLogEntry)
+    assert first.pseudonym != second.pseudonym
+
+
+async def test_erase_leaves_nothing_of_her(small_hamroh: Hamroh) -> None:
+    await say(small_hamroh, "1", provider_id="a1")
+    await say(small_hamroh, "1", address="+992935550000")  # another woman, who stays
+    await say(small_hamroh, "3", provider_id="a2")
+    await say(small_hamroh, "4", provider_id="a3")  # a case
+    await say(small_hamroh, "удалить мои данные", provider_id="a4")
+    outcome = await small_hamroh.handle(Inbound("sms", PHONE, "1", provider_id="a5"))
+    async with transaction(small_hamroh.engine) as db:
+        contacts = (await db.exec(select(Contact))).all()
+        assert [small_hamroh.vault.open(c.address) for c in contacts] == ["+992935550000"]
+        assert await count_rows(db, Case) == 0
+        assert await count_rows(db, ConversationState) == 1
+        leftover = (await db.exec(select(OutboxMessage).where(OutboxMessage.contact_id == None))).all()  # noqa: E711
+        assert [m.ephemeral for m in leftover] == [True]  # the confirmation, deleted once sent
+        deliveries = (await db.exec(select(Delivery))).all()
+        assert all(d.contact_id is None for d in deliveries if d.provider_id.startswith("a"))
+    (confirmation,) = await take(small_hamroh, outcome.outbox_ids, small_hamroh.clock())
+    assert confirmation["text"].startswith("Everything about you has been deleted.")
+    async with transaction(small_hamroh.engine) as db:
+        assert await count_rows(db, OutboxMessage) == 1  # the other woman's reply only
+        fingerprint = small_hamroh.vault.fingerprint("+992901234567")
+        assert (await db.exec(select(Contact).where(Contact.fingerprint == fingerprint))).first() is None
+        logged = {entry.pseudonym for entry in (await db.exec(select(RequestLogEntry))).all()}
+        kept = {contact.pseudonym for contact in (await db.exec(select(Contact))).all()}
+    assert logged == {"pseudonym0001"}  # the anonymous count of her escalation stays...
+    assert not logged & kept  # ...but no longer points to anyone
