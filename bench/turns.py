@@ -27,16 +27,16 @@ from sqlalchemy.engine import make_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bot.config import ROOT  # noqa: E402
-from bot.crypto import make_vault  # noqa: E402
-from bot.db import create_engine  # noqa: E402
-from bot.engine import step  # noqa: E402
-from bot.flows import FlowSet, load_flowset  # noqa: E402
-from bot.i18n import load_translations  # noqa: E402
-from bot.migrate import upgrade  # noqa: E402
-from bot.model import Input, Session  # noqa: E402
-from bot.runtime import new_token  # noqa: E402
-from bot.service import Hamroh, Inbound  # noqa: E402
+from bot.config import ROOT
+from bot.crypto import make_vault
+from bot.db import create_engine
+from bot.engine import step
+from bot.flows import FlowSet, load_flowset
+from bot.i18n import load_translations
+from bot.migrate import upgrade
+from bot.model import Input, Session
+from bot.runtime import new_token
+from bot.service import Hamroh, Inbound
 
 # What a woman might send: the greeting, a language, topics by number and by word, back, menu.
 SCRIPT = ("salom", "1", "1", "1", "алимент", "1", "0", "2", "назад", "0")
@@ -53,8 +53,9 @@ def percentile(samples: list[float], q: float) -> float:
 
 def report(name: str, turns: int, seconds: float, latencies: list[float]) -> float:
     rate = turns / seconds
-    print(f"{name:<28} {turns:>7} turns {seconds:8.2f} s {rate:10.0f} turns/s   "
-          f"p50 {statistics.median(latencies) * 1000:7.2f} ms   p99 {percentile(latencies, 0.99) * 1000:7.2f} ms")
+    p50, p99 = statistics.median(latencies) * 1000, percentile(latencies, 0.99) * 1000
+    figures = f"{rate:10.0f} turns/s   p50 {p50:7.2f} ms   p99 {p99:7.2f} ms"
+    print(f"{name:<28} {turns:>7} turns {seconds:8.2f} s {figures}")
     return rate
 
 
@@ -71,10 +72,17 @@ def engine_alone(flows: FlowSet, women: int, turns: int) -> float:
     return report("engine alone", women * turns, time.perf_counter() - started, latencies)
 
 
-async def through_service(name: str, url: str, flows: FlowSet, women: int, turns: int, concurrency: int) -> float:
+async def through_service(
+    name: str, url: str, flows: FlowSet, women: int, turns: int, concurrency: int
+) -> float:
     engine = create_engine(url)
-    hamroh = Hamroh(engine=engine, flows=flows, vault=make_vault(Fernet.generate_key().decode(), "k" * 48),
-                    clock=lambda: datetime.now(UTC), new_token=new_token)
+    hamroh = Hamroh(
+        engine=engine,
+        flows=flows,
+        vault=make_vault(Fernet.generate_key().decode(), "k" * 48),
+        clock=lambda: datetime.now(UTC),
+        new_token=new_token,
+    )
     latencies: list[float] = []
     gate = asyncio.Semaphore(concurrency)
 
@@ -107,7 +115,9 @@ async def with_postgres(server: str, run: Callable[[str], Awaitable[float]]) -> 
 
 
 async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--women", type=int, default=1000)
     parser.add_argument("--turns", type=int, default=10)
     parser.add_argument("--concurrency", type=int, default=20)
@@ -122,8 +132,12 @@ async def main() -> None:
         rate = await through_service("service + SQLite", url, flows, args.women, args.turns, args.concurrency)
         print(f"{'':<28} engine alone / service on SQLite = {baseline / rate:.1f}x")
     if args.postgres:
-        rate = await with_postgres(args.postgres, lambda url: through_service(
-            "service + PostgreSQL", url, flows, args.women, args.turns, args.concurrency))
+        rate = await with_postgres(
+            args.postgres,
+            lambda url: through_service(
+                "service + PostgreSQL", url, flows, args.women, args.turns, args.concurrency
+            ),
+        )
         print(f"{'':<28} engine alone / service on PostgreSQL = {baseline / rate:.1f}x")
     else:
         print("PostgreSQL: not measured (set --postgres or HAMROH_TEST_POSTGRES_URL)")

@@ -75,10 +75,20 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     from api.app import create_app
 
     app = create_app(settings)  # loads the flows first: a broken file stops here, before listening
-    log.info("serving on http://%s:%s (%s; simulator %s)", args.host or settings.host,
-             args.port or settings.port, settings.env, "on" if settings.simulator_on else "off")
-    uvicorn.run(app, host=args.host or settings.host, port=args.port or settings.port, log_config=None,
-                access_log=False)
+    log.info(
+        "serving on http://%s:%s (%s; simulator %s)",
+        args.host or settings.host,
+        args.port or settings.port,
+        settings.env,
+        "on" if settings.simulator_on else "off",
+    )
+    uvicorn.run(
+        app,
+        host=args.host or settings.host,
+        port=args.port or settings.port,
+        log_config=None,
+        access_log=False,
+    )
     return 0
 
 
@@ -94,8 +104,9 @@ def _chat(settings: Settings, args: argparse.Namespace) -> int:
     async def run() -> None:
         hamroh = build(settings)
         try:
-            await chat(Conversation(hamroh, args.channel, args.address or default), args.lang, stdin(),
-                       sys.stdout)
+            await chat(
+                Conversation(hamroh, args.channel, args.address or default), args.lang, stdin(), sys.stdout
+            )
         finally:
             await hamroh.engine.dispose()
 

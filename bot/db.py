@@ -41,7 +41,9 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     if target.get_backend_name() == "sqlite":
         if target.database and target.database != ":memory:":
             Path(target.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(target, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, **kwargs)
+        engine = create_async_engine(
+            target, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, **kwargs
+        )
         _make_sqlite_safe(engine)
         return engine
     kwargs.setdefault("pool_size", 10)

@@ -16,6 +16,7 @@ from bot.model import (
     LANGUAGES,
     MORE_KEY,
     OFFERED_LANGUAGES,
+    SCRIPTS,
     SOURCE_KEY,
     ClearChatRequested,
     Course,
@@ -113,7 +114,11 @@ def _route(acc: _Acc, inp: Input, text: str, folded: str) -> None:
     if target is not None:
         _enter(acc, target)
         return
-    msgid = node.invalid if node is not None and node.ask and node.invalid else acc.flows.strings["not_understood"]
+    msgid = (
+        node.invalid
+        if node is not None and node.ask and node.invalid
+        else acc.flows.strings["not_understood"]
+    )
     acc.replies.append(screens.brief(acc.flows, acc.session, msgid, node))
 
 
@@ -268,7 +273,7 @@ def _act(acc: _Acc, node: Node) -> None:
         case "set_language" if action.lang:
             acc.session = replace(session, lang=action.lang)
             acc.events.append(LanguageChanged(action.lang))
-        case "set_script" if action.script in ("cyrillic", "plain", "latin"):
+        case "set_script" if action.script in SCRIPTS:
             acc.session = replace(session, script=action.script)
             acc.events.append(ScriptChanged(acc.session.script))
         case "erase":

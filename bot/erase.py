@@ -7,6 +7,7 @@ they no longer point to anyone).
 from __future__ import annotations
 
 import sqlalchemy as sa
+from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.store import Case, Contact, ConversationState, Delivery, OutboxMessage
@@ -18,5 +19,5 @@ _TABLES_WITH_CONTACT = (OutboxMessage, Case, Delivery, ConversationState)
 async def everything(db: AsyncSession, contact_id: int) -> None:
     """Delete the contact and every row that refers to her (sent messages too)."""
     for table in _TABLES_WITH_CONTACT:
-        await db.exec(sa.delete(table).where(table.contact_id == contact_id))  # type: ignore[call-overload]
-    await db.exec(sa.delete(Contact).where(Contact.id == contact_id))  # type: ignore[call-overload]
+        await db.exec(sa.delete(table).where(col(table.contact_id) == contact_id))
+    await db.exec(sa.delete(Contact).where(col(Contact.id) == contact_id))

@@ -97,9 +97,13 @@ def over_budget(flows: FlowSet, budget: int) -> Iterator[Problem]:
             cost = sms.cost(sms.render(reply))
             if cost.segments > budget:
                 file, line, ref = (node.file, node.line, node.ref) if node else ("main.yaml", 1, "welcome")
-                yield Problem(file, line, f"{ref} ({what}, {lang}): SMS of {cost.segments} segments "
-                                          f"({cost.chars} characters, {cost.encoding}) is over the budget "
-                                          f"of {budget}")
+                yield Problem(
+                    file,
+                    line,
+                    f"{ref} ({what}, {lang}): SMS of {cost.segments} segments "
+                    f"({cost.chars} characters, {cost.encoding}) is over the budget "
+                    f"of {budget}",
+                )
 
 
 def long_keys(flows: FlowSet) -> Iterator[Problem]:
@@ -107,8 +111,11 @@ def long_keys(flows: FlowSet) -> Iterator[Problem]:
     for node in flows.nodes.values():
         for option in screen(flows, Session(lang="en", node=node.ref), node, len(node.texts) - 1, ()).options:
             if len(option.key.encode("utf-8")) > CALLBACK_DATA_LIMIT:
-                yield Problem(node.file, node.line, f"{node.ref}: button key {option.key!r} is over "
-                                                    f"{CALLBACK_DATA_LIMIT} bytes")
+                yield Problem(
+                    node.file,
+                    node.line,
+                    f"{node.ref}: button key {option.key!r} is over {CALLBACK_DATA_LIMIT} bytes",
+                )
 
 
 def pending(flows: FlowSet) -> list[Fact]:

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
+from pydantic import BaseModel
+
 from bot.flowspec import (
     DATA_FILES,
     DirectorySpec,
@@ -179,9 +181,12 @@ def load_flowset(
         try:
             data, lines = read_yaml(path)
             if path.name in DATA_FILES:
-                model = {"words.yaml": WordsSpec, "directory.yaml": DirectorySpec}.get(
-                    path.name, DistrictsSpec
-                )
+                models: dict[str, type[BaseModel]] = {
+                    "words.yaml": WordsSpec,
+                    "directory.yaml": DirectorySpec,
+                    "districts.yaml": DistrictsSpec,
+                }
+                model = models[path.name]
                 data_specs[path.name] = (validate(model, data, lines, path.name), lines)
             else:
                 specs.append((path.name, validate(FlowSpec, data, lines, path.name), lines))
@@ -218,8 +223,11 @@ def _compile(
     flow_files: dict[str, str] = {}
     for file, spec, lines in specs:
         if spec.flow in flow_files:
-            problems.append(Problem(file, line_of(lines, ("flow",)), f"flow {spec.flow!r} is also in "
-                                    f"{flow_files[spec.flow]}"))
+            problems.append(
+                Problem(
+                    file, line_of(lines, ("flow",)), f"flow {spec.flow!r} is also in {flow_files[spec.flow]}"
+                )
+            )
             continue
         flow_files[spec.flow] = file
         titles[spec.flow] = spec.title
@@ -227,8 +235,8 @@ def _compile(
         strings.update(spec.strings)
         if spec.start not in spec.nodes:
             problems.append(Problem(file, line_of(lines, ("start",)), f"start node {spec.start!r} not found"))
-        for name, node in spec.nodes.items():
-            nodes[f"{spec.flow}.{name}"] = _node(spec.flow, name, node, file, lines)
+        for name, node_spec in spec.nodes.items():
+            nodes[f"{spec.flow}.{name}"] = _node(spec.flow, name, node_spec, file, lines)
     known_services = set(directory.services)
     for node in nodes.values():
         problems.extend(_node_problems(node, nodes, known_services, flow_files, specs))
@@ -246,8 +254,12 @@ def _compile(
     if problems:
         raise FlowError(problems)
     district_map = {
-        key: District(id=key, names=MappingProxyType(dict(d.names)), region=d.region,
-                      old_names=tuple(d.old_names))
+        key: District(
+            id=key,
+            names=MappingProxyType({str(k): v for k, v in d.names.items()}),
+            region=d.region,
+            old_names=tuple(d.old_names),
+        )
         for key, d in districts.districts.items()
     }
     return FlowSet(
@@ -256,10 +268,14 @@ def _compile(
         starts=MappingProxyType(starts),
         strings=MappingProxyType(strings),
         words=_words(words),
-        directory=MappingProxyType({
-            key: Service(key, s.name, s.number, s.ask_at, s.source, s.reviewed, s.verify, tuple(s.districts))
-            for key, s in directory.services.items()
-        }),
+        directory=MappingProxyType(
+            {
+                key: Service(
+                    key, s.name, s.number, s.ask_at, s.source, s.reviewed, s.verify, tuple(s.districts)
+                )
+                for key, s in directory.services.items()
+            }
+        ),
         districts=MappingProxyType(district_map),
         district_names=MappingProxyType(_district_names(district_map)),
         keywords=tuple((kw, node.ref) for node in nodes.values() for kw in node.keywords),
@@ -282,7 +298,9 @@ def _node(flow: str, name: str, spec: NodeSpec, file: str, lines: Lines) -> Node
         file=file,
         line=line_of(lines, ("nodes", name)),
         texts=texts,
-        options=tuple(NodeOption(o.id or o.go.replace(".", "_"), o.label, target(o.go)) for o in spec.options),
+        options=tuple(
+            NodeOption(o.id or o.go.replace(".", "_"), o.label, target(o.go)) for o in spec.options
+        ),
         ask=spec.ask is not None,
         save=spec.save,
         next=target(spec.next) if spec.next else None,
@@ -321,18 +339,29 @@ def _node_problems(
     seen: set[str] = set()
     for index, option in enumerate(node.options):
         if option.target not in nodes:
-            problems.append(Problem(node.file, at("options", index),
-                                    f"{node.ref}: option leads to unknown node {option.target!r}"))
+            problems.append(
+                Problem(
+                    node.file,
+                    at("options", index),
+                    f"{node.ref}: option leads to unknown node {option.target!r}",
+                )
+            )
         if option.id in seen:
-            problems.append(Problem(node.file, at("options", index),
-                                    f"{node.ref}: two options have the id {option.id!r}"))
+            problems.append(
+                Problem(node.file, at("options", index), f"{node.ref}: two options have the id {option.id!r}")
+            )
         seen.add(option.id)
     if node.next is not None and node.next not in nodes:
         problems.append(Problem(node.file, at("next"), f"{node.ref}: next is unknown node {node.next!r}"))
     for index, service in enumerate(node.services):
         if service not in services:
-            problems.append(Problem(node.file, at("services", index),
-                                    f"{node.ref}: unknown service {service!r} (not in directory.yaml)"))
+            problems.append(
+                Problem(
+                    node.file,
+                    at("services", index),
+                    f"{node.ref}: unknown service {service!r} (not in directory.yaml)",
+                )
+            )
     if node.fact and (node.source is None or node.reviewed is None):
         problems.append(Problem(node.file, at(), f"{node.ref}: a fact node needs source and reviewed"))
     return problems
@@ -345,8 +374,11 @@ def _keyword_clashes(nodes: Mapping[str, Node]) -> list[Problem]:
         for keyword in node.keywords:
             other = owner.setdefault(keyword, node)
             if other is not node:
-                problems.append(Problem(node.file, node.line,
-                                        f"{node.ref}: keyword {keyword!r} also leads to {other.ref}"))
+                problems.append(
+                    Problem(
+                        node.file, node.line, f"{node.ref}: keyword {keyword!r} also leads to {other.ref}"
+                    )
+                )
     return problems
 
 
@@ -362,7 +394,7 @@ def _words(spec: WordsSpec) -> Words:
         erase=folded(spec.erase),
         stop=folded(spec.stop),
         start=folded(spec.start),
-        languages=MappingProxyType(dict(spec.languages)),
+        languages=MappingProxyType({str(k): v for k, v in spec.languages.items()}),
     )
 
 

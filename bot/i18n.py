@@ -56,7 +56,8 @@ def load_translations(locales_dir: Path, langs: tuple[str, ...] = ("tg", "ru")) 
         if mo.exists() and (not po.exists() or mo.stat().st_mtime >= po.stat().st_mtime):
             with mo.open("rb") as handle:
                 found = gettext.GNUTranslations(handle)
-            messages = {str(k): str(v) for k, v in found._catalog.items() if isinstance(k, str) and k}
+            catalog: dict[object, str] = getattr(found, "_catalog", {})  # gettext keeps its table private
+            messages = {k: str(v) for k, v in catalog.items() if isinstance(k, str) and k}
         elif po.exists():
             log.warning("catalogue for %s is not compiled; reading %s", lang, po.name)
             messages = {
@@ -85,9 +86,9 @@ def msgids_with_lines(data: Any, lines: Lines) -> Iterator[tuple[int, str]]:
                 yield lines.get(path, 0), value
 
 
-def _matches(data: Any, pattern: tuple[str, ...], path: tuple[str | int, ...]) -> Iterator[
-    tuple[tuple[str | int, ...], Any]
-]:
+def _matches(
+    data: Any, pattern: tuple[str, ...], path: tuple[str | int, ...]
+) -> Iterator[tuple[tuple[str | int, ...], Any]]:
     if not pattern:
         yield path, data
         return

@@ -47,9 +47,9 @@ def configure_logging(level: str = "INFO") -> None:
     """Root logging to stderr with redaction; chatty libraries only at WARNING."""
     root = logging.getLogger()
     if not root.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        root.addHandler(handler)
+        stream = logging.StreamHandler()
+        stream.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root.addHandler(stream)
     for handler in root.handlers:
         install_redaction(handler)
     root.setLevel(level.upper())

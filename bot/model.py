@@ -6,8 +6,8 @@ is a plain value and `Session.from_json(s.to_json()) == s`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
 from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import Any, Literal
 

@@ -17,8 +17,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot import erase
 from bot.channels import sms, telegram
@@ -83,8 +83,11 @@ class CourseCache:
         if self._read_at is None or now - self._read_at > self.ttl:
             rows = (await db.exec(select(CourseRow).where(CourseRow.active))).all()
             self._courses = tuple(
-                Course({"tg": r.title_tg, "ru": r.title_ru, "en": r.title_en or r.title_ru}, r.district,
-                       r.starts_on)
+                Course(
+                    {"tg": r.title_tg, "ru": r.title_ru, "en": r.title_en or r.title_ru},
+                    r.district,
+                    r.starts_on,
+                )
                 for r in sorted(rows, key=lambda r: (r.starts_on is None, r.starts_on, r.id))
             )
             self._read_at = now
@@ -135,19 +138,28 @@ class Hamroh:
         contact = await self._contact(db, inbound.channel, address, now)
         assert contact.id is not None
         if inbound.provider_id is not None:
-            db.add(Delivery(channel=inbound.channel, provider_id=inbound.provider_id, contact_id=contact.id,
-                            received_at=now))
+            db.add(
+                Delivery(
+                    channel=inbound.channel,
+                    provider_id=inbound.provider_id,
+                    contact_id=contact.id,
+                    received_at=now,
+                )
+            )
             await db.flush()
         state = await db.get(ConversationState, contact.id)
         session = Session.from_json(json.loads(state.state)) if state else Session()
         courses = await self.courses.get(db)
-        turn = step(self.flows, session, Input(inbound.text, inbound.button, inbound.media), now, courses=courses)
+        turn = step(
+            self.flows, session, Input(inbound.text, inbound.button, inbound.media), now, courses=courses
+        )
         if any(isinstance(e, EraseRequested) for e in turn.events):
             await erase.everything(db, contact.id)
             if inbound.provider_id is not None:  # still drop a redelivery of this very message
                 db.add(Delivery(channel=inbound.channel, provider_id=inbound.provider_id, received_at=now))
-            ids = await self._queue(db, None, inbound.channel, address, turn.replies, turn.session,
-                                    now, ephemeral=True)
+            ids = await self._queue(
+                db, None, inbound.channel, address, turn.replies, turn.session, now, ephemeral=True
+            )
             return Outcome(duplicate=False, contact_id=None, outbox_ids=ids, events=turn.events)
         await self._save(db, contact, state, turn, now)
         await self._apply(db, contact, turn.events, inbound.channel, turn.session, now)
@@ -159,8 +171,14 @@ class Hamroh:
         contact = (await db.exec(select(Contact).where(Contact.fingerprint == fingerprint))).first()
         month = now.strftime("%Y-%m")
         if contact is None:
-            contact = Contact(channel=channel, fingerprint=fingerprint, address=self.vault.seal(address),
-                              pseudonym=self.new_token(), pseudonym_month=month, created_at=now)
+            contact = Contact(
+                channel=channel,
+                fingerprint=fingerprint,
+                address=self.vault.seal(address),
+                pseudonym=self.new_token(),
+                pseudonym_month=month,
+                created_at=now,
+            )
             db.add(contact)
             await db.flush()
         elif contact.pseudonym_month != month:
@@ -172,6 +190,7 @@ class Hamroh:
     async def _save(
         self, db: AsyncSession, contact: Contact, state: ConversationState | None, turn: Turn, now: datetime
     ) -> None:
+        assert contact.id is not None
         session = turn.session
         encoded = json.dumps(session.to_json(), ensure_ascii=False)
         if state is None:
@@ -184,15 +203,26 @@ class Hamroh:
         db.add(contact)
 
     async def _apply(
-        self, db: AsyncSession, contact: Contact, events: Sequence[Event], channel: Channel, session: Session,
+        self,
+        db: AsyncSession,
+        contact: Contact,
+        events: Sequence[Event],
+        channel: Channel,
+        session: Session,
         now: datetime,
     ) -> None:
         assert contact.id is not None
         hour = now.replace(minute=0, second=0, microsecond=0)
 
         def logged(topic: str) -> RequestLogEntry:
-            return RequestLogEntry(hour=hour, topic=topic, channel=channel, lang=session.lang,
-                                   district=session.district, pseudonym=contact.pseudonym)
+            return RequestLogEntry(
+                hour=hour,
+                topic=topic,
+                channel=channel,
+                lang=session.lang,
+                district=session.district,
+                pseudonym=contact.pseudonym,
+            )
 
         for event in events:
             match event:
@@ -202,16 +232,29 @@ class Hamroh:
                     db.add(Case(contact_id=contact.id, queue=queue, reason=reason, opened_at=now))
                     db.add(logged(f"escalation.{queue}"))
                 case ClearChatRequested():
-                    db.add(self._outbox_row(contact.id, channel, contact.address, {"op": "clear_chat"}, now,
-                                            kind="command"))
+                    db.add(
+                        self._outbox_row(
+                            contact.id, channel, contact.address, {"op": "clear_chat"}, now, kind="command"
+                        )
+                    )
 
     async def _queue(
-        self, db: AsyncSession, contact_id: int | None, channel: Channel, address: str,
-        replies: Sequence[Reply], session: Session, now: datetime, *, ephemeral: bool = False,
+        self,
+        db: AsyncSession,
+        contact_id: int | None,
+        channel: Channel,
+        address: str,
+        replies: Sequence[Reply],
+        session: Session,
+        now: datetime,
+        *,
+        ephemeral: bool = False,
     ) -> tuple[int, ...]:
         sealed = self.vault.seal(address)
         rows = [
-            self._outbox_row(contact_id, channel, sealed, wire(channel, reply, session), now, ephemeral=ephemeral)
+            self._outbox_row(
+                contact_id, channel, sealed, wire(channel, reply, session), now, ephemeral=ephemeral
+            )
             for reply in replies
         ]
         db.add_all(rows)
@@ -219,13 +262,25 @@ class Hamroh:
         return tuple(r.id for r in rows if r.id is not None)
 
     def _outbox_row(
-        self, contact_id: int | None, channel: Channel, sealed_address: bytes, body: dict[str, Any],
-        now: datetime, *, kind: str = "reply", ephemeral: bool = False,
+        self,
+        contact_id: int | None,
+        channel: Channel,
+        sealed_address: bytes,
+        body: dict[str, Any],
+        now: datetime,
+        *,
+        kind: str = "reply",
+        ephemeral: bool = False,
     ) -> OutboxMessage:
         return OutboxMessage(
-            contact_id=contact_id, channel=channel, address=sealed_address, kind=kind,
-            body=self.vault.seal(json.dumps(body, ensure_ascii=False)), priority=REPLY_PRIORITY,
-            ephemeral=ephemeral, created_at=now,
+            contact_id=contact_id,
+            channel=channel,
+            address=sealed_address,
+            kind=kind,
+            body=self.vault.seal(json.dumps(body, ensure_ascii=False)),
+            priority=REPLY_PRIORITY,
+            ephemeral=ephemeral,
+            created_at=now,
         )
 
 

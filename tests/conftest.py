@@ -1,4 +1,4 @@
-"""Shared fixtures: the real content, a clock that moves only when told, databases made and dropped per test."""
+"""Shared fixtures: the real content, a clock moved by hand, databases made and dropped per test."""
 
 from __future__ import annotations
 

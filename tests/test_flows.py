@@ -1,4 +1,4 @@
-"""Flow files: loading refuses broken content with file and line; the check finds what a woman should not meet."""
+"""Flow files: loading refuses broken content with file and line; the check finds what she should not meet."""
 
 from __future__ import annotations
 
@@ -54,7 +54,9 @@ def test_a_fact_without_a_source_is_refused(tmp_path: Path) -> None:
 
 
 def test_an_unknown_field_and_a_node_without_text_are_reported(tmp_path: Path) -> None:
-    problems = problems_after(tmp_path, "legal.yaml", "    say: Which question?\n", "    sai: Which question?\n")
+    problems = problems_after(
+        tmp_path, "legal.yaml", "    say: Which question?\n", "    sai: Which question?\n"
+    )
     assert any(p.startswith("legal.yaml:6: nodes.menu.sai") for p in problems)
     problems = problems_after(tmp_path, "legal.yaml", "    say: Which question?\n", "")
     assert any(p.startswith("legal.yaml:5:") and "exactly one of say, parts or ask" in p for p in problems)
@@ -80,18 +82,21 @@ def test_check_reports_unreachable_nodes_missing_translations_and_long_sms(tmp_p
     assert "legal.yaml:39: legal.hotlines: unreachable from the main menu" in problems
     assert any(p.startswith("legal.yaml:6: no tg translation for 'Which question?'") for p in problems)
     assert not any("over the budget" in p for p in problems)  # English screens are short
-    tajik = Translations(MappingProxyType({"tg": {"How can I help?": "Чӣ тавр ба шумо ёрӣ расонам? " * 3},
-                                           "ru": {}}))
+    tajik = Translations(
+        MappingProxyType({"tg": {"How can I help?": "Чӣ тавр ба шумо ёрӣ расонам? " * 3}, "ru": {}})
+    )
     long = check(load_flowset(DATA, tajik), DATA, budget=1)
     assert any("main.menu (part 1, tg): SMS of 2 segments (124 characters, ucs2)" in str(p) for p in long)
 
 
 def test_check_finds_a_translation_whose_numbers_differ() -> None:
-    wrong = Translations(MappingProxyType({"tg": {"For 1 child, a quarter of his income.": "Барои 2 фарзанд"},
-                                           "ru": {}}))
+    wrong = Translations(
+        MappingProxyType({"tg": {"For 1 child, a quarter of his income.": "Барои 2 фарзанд"}, "ru": {}})
+    )
     problems = [str(p) for p in check(load_flowset(DATA, wrong), DATA)]
-    assert any("tg translation of 'For 1 child, a quarter of his income.' has other numbers" in p
-               for p in problems)
+    assert any(
+        "tg translation of 'For 1 child, a quarter of his income.' has other numbers" in p for p in problems
+    )
 
 
 def test_pending_lists_facts_to_verify() -> None:

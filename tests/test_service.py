@@ -19,10 +19,24 @@ from tests.conftest import Clock
 PHONE = "+992 90 123 45 67"
 
 
-async def say(hamroh: Hamroh, text: str = "", *, address: str = PHONE, channel: str = "sms",
-              provider_id: str | None = None, button: str | None = None) -> list[dict[str, Any]]:
-    outcome = await hamroh.handle(Inbound(channel, address, text=text, button=button,  # type: ignore[arg-type]
-                                          provider_id=provider_id))
+async def say(
+    hamroh: Hamroh,
+    text: str = "",
+    *,
+    address: str = PHONE,
+    channel: str = "sms",
+    provider_id: str | None = None,
+    button: str | None = None,
+) -> list[dict[str, Any]]:
+    outcome = await hamroh.handle(
+        Inbound(
+            channel,
+            address,
+            text=text,
+            button=button,  # type: ignore[arg-type]
+            provider_id=provider_id,
+        )
+    )
     return await take(hamroh, outcome.outbox_ids, hamroh.clock())
 
 
@@ -31,7 +45,9 @@ async def rows(hamroh: Hamroh, table: Any) -> list[Any]:
         return list((await db.exec(select(table))).all())
 
 
-async def test_a_conversation_is_saved_between_turns_and_replies_wait_in_the_outbox(small_hamroh: Hamroh) -> None:
+async def test_a_conversation_is_saved_between_turns_and_replies_wait_in_the_outbox(
+    small_hamroh: Hamroh,
+) -> None:
     hello = await say(small_hamroh, "hi", provider_id="m1")
     assert "Hello. Choose your language." in hello[0]["text"]
     assert (await say(small_hamroh, "1", provider_id="m2"))[0]["text"].startswith("How can I help?\n1 Legal")
@@ -41,24 +57,30 @@ async def test_a_conversation_is_saved_between_turns_and_replies_wait_in_the_out
     assert [m.status for m in outbox] == ["sent"] * 3
     assert all(b"A father" not in m.body and b"992" not in m.address for m in outbox)
     (entry,) = await rows(small_hamroh, RequestLogEntry)
-    assert (entry.topic, entry.channel, entry.lang, entry.pseudonym) == ("legal.alimony", "sms", "tg",
-                                                                         "pseudonym0001")
+    assert (entry.topic, entry.channel, entry.lang, entry.pseudonym) == (
+        "legal.alimony",
+        "sms",
+        "tg",
+        "pseudonym0001",
+    )
     assert entry.hour.minute == 0
 
 
 async def test_the_same_delivery_twice_is_handled_once(small_hamroh: Hamroh) -> None:
     await say(small_hamroh, "hi", provider_id="SM1")
     assert await say(small_hamroh, "hi", provider_id="SM1") == []
-    results = await asyncio.gather(*(small_hamroh.handle(Inbound("sms", PHONE, "1", provider_id="SM2"))
-                                     for _ in range(5)))
+    results = await asyncio.gather(
+        *(small_hamroh.handle(Inbound("sms", PHONE, "1", provider_id="SM2")) for _ in range(5))
+    )
     assert sorted(r.duplicate for r in results) == [False, True, True, True, True]
     async with transaction(small_hamroh.engine) as db:
         assert await count_rows(db, Delivery) == 2
         assert await count_rows(db, OutboxMessage) == 2
 
 
-async def test_a_failed_turn_leaves_nothing_so_the_retry_is_handled(small_hamroh: Hamroh,
-                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_failed_turn_leaves_nothing_so_the_retry_is_handled(
+    small_hamroh: Hamroh, monkeypatch: pytest.MonkeyPatch
+) -> None:
     async def broken(db: object) -> tuple[()]:
         raise RuntimeError("database went away")
 

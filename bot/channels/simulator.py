@@ -23,20 +23,25 @@ from bot.model import MENU_KEY, Channel
 from bot.service import Hamroh, Inbound
 from bot.store import OutboxMessage
 
+
 async def take(hamroh: Hamroh, outbox_ids: Iterable[int], now: datetime) -> list[dict[str, Any]]:
     """The messages of these outbox rows, marked sent (ephemeral ones deleted), in the order written."""
     ids = list(outbox_ids)
     if not ids:
         return []
     async with transaction(hamroh.engine) as db:
-        rows = (await db.exec(select(OutboxMessage).where(col(OutboxMessage.id).in_(ids))
-                              .order_by(col(OutboxMessage.id)))).all()
+        rows = (
+            await db.exec(
+                select(OutboxMessage).where(col(OutboxMessage.id).in_(ids)).order_by(col(OutboxMessage.id))
+            )
+        ).all()
         bodies = [json.loads(hamroh.vault.open(row.body)) for row in rows if row.kind != "command"]
         gone = [row.id for row in rows if row.ephemeral]
-        await db.exec(sa.update(OutboxMessage).where(col(OutboxMessage.id).in_(ids))  # type: ignore[call-overload]
-                      .values(status="sent", sent_at=now))
+        await db.exec(
+            sa.update(OutboxMessage).where(col(OutboxMessage.id).in_(ids)).values(status="sent", sent_at=now)
+        )
         if gone:
-            await db.exec(sa.delete(OutboxMessage).where(col(OutboxMessage.id).in_(gone)))  # type: ignore[call-overload]
+            await db.exec(sa.delete(OutboxMessage).where(col(OutboxMessage.id).in_(gone)))
     return bodies
 
 
@@ -74,8 +79,13 @@ class Conversation:
                 button = MENU_KEY
             elif 1 <= number <= len(self.last_buttons):
                 button = self.last_buttons[number - 1]["callback_data"]
-        inbound = Inbound(self.channel, self.address, text="" if button else text, button=button,
-                          provider_id=f"sim-{uuid4().hex}")
+        inbound = Inbound(
+            self.channel,
+            self.address,
+            text="" if button else text,
+            button=button,
+            provider_id=f"sim-{uuid4().hex}",
+        )
         outcome = await self.hamroh.handle(inbound)
         messages = await take(self.hamroh, outcome.outbox_ids, self.hamroh.clock())
         if messages and self.channel == "telegram":
