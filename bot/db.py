@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -73,8 +75,20 @@ def _make_sqlite_safe(engine: AsyncEngine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+_sqlite_writers: weakref.WeakKeyDictionary[Engine, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
 @asynccontextmanager
 async def transaction(engine: AsyncEngine) -> AsyncIterator[AsyncSession]:
-    """One unit of work: committed when the block ends, rolled back entirely if it raises."""
+    """One unit of work: committed when the block ends, rolled back entirely if it raises.
+
+    SQLite has one writer at a time; queueing writers here, in order, is far cheaper than letting them
+    spin on SQLite's busy timeout, which sleeps and retries (seconds at the tail under load).
+    """
+    if is_sqlite(engine):
+        lock = _sqlite_writers.setdefault(engine.sync_engine, asyncio.Lock())
+        async with lock, AsyncSession(engine, expire_on_commit=False) as session, session.begin():
+            yield session
+        return
     async with AsyncSession(engine, expire_on_commit=False) as session, session.begin():
         yield session

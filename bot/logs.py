@@ -16,7 +16,16 @@ _SECRETS = (
     (re.compile(r"tg:-?\d+"), "tg:<id>"),
     (re.compile(r"\b(AC|SM|MG|MM)[0-9a-f]{32}\b"), r"\1<sid>"),  # Twilio account and message SIDs
 )
-NOISY = ("httpx", "httpcore", "twilio", "telegram", "aiosqlite", "asyncio", "sqlalchemy.engine")
+NOISY = (
+    "httpx",
+    "httpcore",
+    "twilio",
+    "telegram",
+    "aiosqlite",
+    "asyncio",
+    "sqlalchemy.engine",
+    "alembic.runtime.plugins",
+)
 
 
 def redact(text: str) -> str:

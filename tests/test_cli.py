@@ -1,0 +1,103 @@
+"""The `hamroh` command as an IT person or a content editor uses it: real processes, real exit codes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bot.config import ROOT
+
+HAMROH = [sys.executable, "-m", "bot.cli"]
+
+
+def run(args: list[str], tmp_path: Path, *, stdin: str = "", **env: str) -> subprocess.CompletedProcess[str]:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("HAMROH_")}
+    environment |= {
+        "HAMROH_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}",
+        "HAMROH_VAR_DIR": str(tmp_path),
+        **env,
+    }
+    return subprocess.run(
+        [*HAMROH, *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=environment,
+        cwd=tmp_path,
+        timeout=120,
+        check=False,
+    )
+
+
+def broken_flows(tmp_path: Path) -> Path:
+    folder = tmp_path / "flows"
+    shutil.copytree(ROOT / "flows", folder)
+    path = folder / "legal.yaml"
+    path.write_text(path.read_text(encoding="utf-8").replace("nodes:", "nodes: [", 1), encoding="utf-8")
+    return folder
+
+
+def test_flows_check_passes_on_the_real_content(tmp_path: Path) -> None:
+    result = run(["flows", "check"], tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.startswith("ok:")
+
+
+def test_flows_check_names_file_and_line_of_a_broken_flow(tmp_path: Path) -> None:
+    result = run(["flows", "check"], tmp_path, HAMROH_FLOWS_DIR=str(broken_flows(tmp_path)))
+    assert result.returncode == 1
+    assert "legal.yaml:" in result.stderr
+    assert "not valid YAML" in result.stderr
+
+
+def test_serve_refuses_to_start_with_a_broken_flow(tmp_path: Path) -> None:
+    result = run(["serve", "--port", "1"], tmp_path, HAMROH_FLOWS_DIR=str(broken_flows(tmp_path)))
+    assert result.returncode == 1
+    assert "nothing was started" in result.stderr
+    assert "legal.yaml:" in result.stderr
+
+
+def test_pending_lists_the_facts_to_verify(tmp_path: Path) -> None:
+    result = run(["flows", "check", "--pending"], tmp_path)
+    assert result.returncode == 0
+    assert "facts to verify before launch" in result.stdout
+    assert "1313" in result.stdout
+
+
+def test_production_without_keys_refuses_and_prints_no_secret(tmp_path: Path) -> None:
+    result = run(["serve"], tmp_path, HAMROH_ENV="production", HAMROH_HASH_KEY="very-secret-hash-key-" * 3)
+    assert result.returncode == 2
+    assert "HAMROH_ENCRYPTION_KEY" in result.stderr
+    assert "very-secret" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("lang", ["tg", "ru"])
+def test_a_scripted_sms_chat_prints_replies_with_their_cost(tmp_path: Path, lang: str) -> None:
+    assert run(["db", "upgrade"], tmp_path).returncode == 0
+    result = run(["chat", "--channel", "sms", "--lang", lang], tmp_path, stdin="алимент\n0\n")
+    assert result.returncode == 0, result.stderr
+    assert "> алимент" in result.stdout
+    assert "SMS, ucs2" in result.stdout
+    assert "\n1 " in result.stdout
+    assert "\n0 " in result.stdout
+
+
+def test_telegram_chat_shows_buttons_and_a_number_taps_one(tmp_path: Path) -> None:
+    assert run(["db", "upgrade"], tmp_path).returncode == 0
+    result = run(["chat", "--channel", "telegram", "--lang", "ru", "--from", "555"], tmp_path, stdin="1\n")
+    assert result.returncode == 0, result.stderr
+    menu, _, after = result.stdout.partition("> 1")
+    assert "[1: " in menu
+    assert after.strip()
+
+
+def test_two_addresses_are_two_conversations(tmp_path: Path) -> None:
+    assert run(["db", "upgrade"], tmp_path).returncode == 0
+    run(["chat", "--lang", "ru", "--from", "+992900000011"], tmp_path, stdin="")
+    second = run(["chat", "--from", "+992900000012"], tmp_path, stdin="hello\n")
+    assert "Тоҷикӣ" in second.stdout  # a new woman is greeted and asked for her language

@@ -1,0 +1,141 @@
+"""Whole conversations in Tajik and Russian with the real content, through the service, on both databases."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlmodel import select
+
+from bot.channels.simulator import take
+from bot.db import transaction
+from bot.flows import FlowSet
+from bot.model import Channel
+from bot.service import Hamroh, Inbound
+from bot.store import Case, Contact, RequestLogEntry
+from tests.conftest import Clock
+
+TAJIK_LETTERS = set("ҳҷқғӣӯҲҶҚҒӢӮ")
+
+
+@dataclass
+class Woman:
+    """One woman on one channel, talking to the real service."""
+
+    hamroh: Hamroh
+    channel: Channel
+    address: str
+    lang: str = "tg"
+    received: list[dict[str, Any]] = field(default_factory=list)
+
+    def t(self, msgid: str) -> str:
+        return self.hamroh.flows.text(self.lang, msgid)
+
+    async def send(self, text: str = "", button: str | None = None) -> str:
+        outcome = await self.hamroh.handle(Inbound(self.channel, self.address, text=text, button=button))
+        self.received = await take(self.hamroh, outcome.outbox_ids, self.hamroh.clock())
+        assert self.received, f"no reply to {text or button!r}"
+        return str(self.received[-1]["text"])
+
+    async def tap(self, label_msgid: str) -> str:
+        """Telegram: tap the button whose label is this msgid in her language."""
+        rows = self.received[-1]["reply_markup"]["inline_keyboard"]
+        buttons = {b["text"]: b["callback_data"] for row in rows for b in row}
+        label = self.t(label_msgid)
+        assert label in buttons, f"{label!r} not among {list(buttons)}"
+        assert len(buttons[label].encode()) <= 64
+        return await self.send(button=buttons[label])
+
+
+def number_of(reply: str, label: str) -> str:
+    """The number an SMS list gives an option."""
+    for line in reply.splitlines():
+        number, _, text = line.partition(" ")
+        if text == label and number.isdigit():
+            return number
+    raise AssertionError(f"{label!r} not in\n{reply}")
+
+
+async def test_a_conversation_in_tajik_by_sms(hamroh: Hamroh, flows: FlowSet) -> None:
+    her = Woman(hamroh, "sms", "+992 92 700 00 01", "tg")
+    welcome = await her.send("Салом")
+    assert her.t("Hello! I am Hamroh, free help for women. Language:") in welcome
+    assert flows.text("ru", "Hello! I am Hamroh, free help for women. Language:") in welcome
+    menu = await her.send("1")
+    assert menu.startswith(her.t("How can I help you?"))
+    assert TAJIK_LETTERS & set(menu), "the menu should be in Tajik"
+    rights = await her.send(number_of(menu, her.t("Your rights")))
+    assert rights.startswith(her.t("What is your question about?"))
+    alimony = await her.send("алимен")  # typed without the last letter
+    assert alimony.startswith(
+        her.t("A father must support his children. The court can order him to pay child support (alimony).")
+    )
+    shares = await her.send(number_of(alimony, her.t("More")))
+    assert "1/4" in shares
+    assert "1/3" in shares
+    assert (await her.send("0")).startswith(her.t("How can I help you?"))
+    assert (await her.send("хукук")).startswith(
+        her.t("What is your question about?")
+    )  # "ҳуқуқ" typed plainly
+
+
+async def test_a_conversation_in_russian_on_telegram_with_buttons(hamroh: Hamroh) -> None:
+    her = Woman(hamroh, "telegram", "70001", "ru")
+    await her.send("/start")
+    menu = await her.send(button="lang:ru")
+    assert menu.startswith(her.t("How can I help you?"))
+    await her.tap("Talk to a counsellor")
+    answer = await her.tap("I feel bad")
+    assert answer
+    async with transaction(hamroh.engine) as db:
+        (case,) = (await db.exec(select(Case))).all()
+        topics = [e.topic for e in (await db.exec(select(RequestLogEntry))).all()]
+    assert case.queue == "support"
+    assert "escalation.support" in topics
+    await her.send("развод")
+    assert (await her.send("меню")).startswith(her.t("How can I help you?"))
+
+
+async def test_she_can_switch_language_at_any_time(hamroh: Hamroh) -> None:
+    her = Woman(hamroh, "sms", "+992927000002", "tg")
+    await her.send("hi")
+    await her.send("1")
+    language = await her.send("язык")
+    assert language.startswith(her.t("Choose a language."))
+    her.lang = "ru"
+    switched = await her.send(number_of(language, hamroh.flows.text("tg", "Russian")))
+    assert switched.startswith(her.t("Done. The menu is now in Russian."))
+    async with transaction(hamroh.engine) as db:
+        (contact,) = (await db.exec(select(Contact))).all()
+    assert contact.lang == "ru"
+
+
+async def test_courses_are_listed_by_her_district_old_names_too(hamroh: Hamroh, clock: Clock) -> None:
+    from bot.demo import seed_example_courses
+
+    await seed_example_courses(hamroh.engine, clock())
+    her = Woman(hamroh, "sms", "+992927000003", "ru")
+    await her.send("2")
+    menu = await her.send("0")
+    training = await her.send(number_of(menu, her.t("Training and work")))
+    question = await her.send(number_of(training, her.t("Courses near me")))
+    assert question.startswith(her.t("Which district do you live in? Write its name, for example: Bokhtar."))
+    assert (await her.send("Марс")).startswith(
+        her.t("I do not know this district. Please write its name again, for example: Bokhtar.")
+    )
+    listing = await her.send("Курган-Тюбе")  # Bokhtar's old name
+    assert "ПРИМЕР: Швейное дело" in listing
+    assert "ПРИМЕР: Финансовая грамотность" in listing
+    assert "Выпечка" not in listing  # a Khujand course
+
+
+async def test_she_can_ask_for_the_source_of_a_fact(hamroh: Hamroh) -> None:
+    her = Woman(hamroh, "sms", "+992927000004", "tg")
+    await her.send("1")
+    marriage = await her.send("никох")
+    for _ in range(10):
+        if her.t("Source") in marriage:
+            break
+        marriage = await her.send(number_of(marriage, her.t("More")))
+    source = await her.send(number_of(marriage, her.t("Source")))
+    assert source.startswith(her.t("Source:"))

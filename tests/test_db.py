@@ -1,0 +1,43 @@
+"""Database URLs as an IT person or a managed service gives them."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.db import async_url
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("sqlite:///var/hamroh.db", "sqlite+aiosqlite:///var/hamroh.db"),
+        ("sqlite:////abs/hamroh.db", "sqlite+aiosqlite:////abs/hamroh.db"),
+        ("postgresql://hamroh@db/hamroh", "postgresql+asyncpg://hamroh@db/hamroh"),
+        ("postgres://u:p@h:5433/d?sslmode=require", "postgresql+asyncpg://u:p@h:5433/d?ssl=require"),
+        (
+            "postgresql://u@h/d?sslmode=disable&application_name=x",
+            "postgresql+asyncpg://u@h/d?application_name=x&ssl=disable",
+        ),
+    ],
+)
+def test_plain_urls_get_the_async_driver(given: str, expected: str) -> None:
+    assert async_url(given).render_as_string(hide_password=False) == expected
+
+
+def test_an_unsupported_database_is_refused_clearly() -> None:
+    with pytest.raises(ValueError, match="unsupported database 'mysql'"):
+        async_url("mysql://root@localhost/test")
+
+
+@pytest.mark.postgres
+async def test_a_postgres_url_with_sslmode_connects(postgres_url: str) -> None:
+    import sqlalchemy as sa
+
+    from bot.db import create_engine
+
+    engine = create_engine(f"{postgres_url}?sslmode=disable")
+    try:
+        async with engine.connect() as connection:
+            assert (await connection.execute(sa.text("SELECT 1"))).scalar() == 1
+    finally:
+        await engine.dispose()
