@@ -6,17 +6,17 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse
 
 from api import health, simulator
 from bot.config import Settings
+from bot.flows import FlowSet
 from bot.runtime import build, load_content
 from bot.service import Hamroh
 
 
-def create_app(settings: Settings, hamroh: Hamroh | None = None) -> FastAPI:
+def create_app(settings: Settings, hamroh: Hamroh | None = None, *, flows: FlowSet | None = None) -> FastAPI:
     """The app for these settings. Content loads now, so a broken flow file stops start-up here."""
-    service = hamroh if hamroh is not None else build(settings, load_content(settings))
+    service = hamroh if hamroh is not None else build(settings, flows or load_content(settings))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -30,9 +30,4 @@ def create_app(settings: Settings, hamroh: Hamroh | None = None) -> FastAPI:
     app.include_router(health.router)
     if settings.simulator_on:
         app.include_router(simulator.router)
-
-    @app.exception_handler(ValueError)
-    async def _bad_value(_request: object, exc: ValueError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=422)
-
     return app

@@ -73,8 +73,14 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
     from api.app import create_app
+    from bot.migrate import behind
+    from bot.runtime import load_content
 
-    app = create_app(settings)  # loads the flows first: a broken file stops here, before listening
+    flows = load_content(settings)  # a broken flow file stops here, before anything listens
+    if asyncio.run(behind(settings.database_url)):
+        print("hamroh: the database is not up to date: run `hamroh db upgrade` first", file=sys.stderr)
+        return 1
+    app = create_app(settings, flows=flows)
     log.info(
         "serving on http://%s:%s (%s; simulator %s)",
         args.host or settings.host,
@@ -94,12 +100,16 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
 def _chat(settings: Settings, args: argparse.Namespace) -> int:
     from bot.channels.simulator import Conversation, chat, stdin
+    from bot.migrate import upgrade
     from bot.runtime import build
 
     if not settings.simulator_on:
         print("hamroh: the simulator is off (production)", file=sys.stderr)
         return 2
     default = "tg:100001" if args.channel == "telegram" else "+992900000001"
+
+    if settings.env == "development":
+        upgrade(settings.database_url)  # the embedded demo database: make it ready rather than fail
 
     async def run() -> None:
         hamroh = build(settings)

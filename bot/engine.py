@@ -100,7 +100,8 @@ def _route(acc: _Acc, inp: Input, text: str, folded: str) -> None:
         _press(acc, inp.button)
         return
     if inp.media and not text:
-        acc.replies.append(screens.brief(acc.flows, acc.session, acc.flows.strings["not_text"], acc.node))
+        # A short answer and the way to the menu: with the node's options it could cost a third SMS.
+        acc.replies.append(screens.brief(acc.flows, acc.session, acc.flows.strings["not_text"], None))
         return
     if _global_word(acc, folded):
         return

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 
 from bot.config import ROOT
+from bot.db import create_engine
 
 
 def alembic_config(database_url: str) -> Config:
@@ -19,3 +22,17 @@ def alembic_config(database_url: str) -> Config:
 def upgrade(database_url: str, revision: str = "head") -> None:
     """Bring the database to `revision` (head by default)."""
     command.upgrade(alembic_config(database_url), revision)
+
+
+async def behind(database_url: str) -> bool:
+    """Whether the database is behind the newest migration (or has none applied)."""
+    head = ScriptDirectory.from_config(alembic_config(database_url)).get_current_head()
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as connection:
+            current = await connection.run_sync(
+                lambda sync: MigrationContext.configure(sync).get_current_revision()
+            )
+    finally:
+        await engine.dispose()
+    return current != head

@@ -119,11 +119,11 @@ class Hamroh:
             async with transaction(self.engine) as db:
                 return await self._turn(db, inbound, address)
         except IntegrityError:
-            if inbound.provider_id is None:
-                raise
-            # The same delivery raced in on another connection and won: this one is the duplicate.
-            log.info("duplicate delivery on %s dropped", inbound.channel)
-            return Outcome(duplicate=True)
+            # Another connection won a race: the same delivery (the retry finds it and drops it) or her
+            # first two messages at once (the retry finds the contact the other one created).
+            log.info("turn on %s raced another; trying once more", inbound.channel)
+            async with transaction(self.engine) as db:
+                return await self._turn(db, inbound, address)
 
     async def _turn(self, db: AsyncSession, inbound: Inbound, address: str) -> Outcome:
         now = self.clock()
@@ -168,7 +168,9 @@ class Hamroh:
 
     async def _contact(self, db: AsyncSession, channel: Channel, address: str, now: datetime) -> Contact:
         fingerprint = self.vault.fingerprint(address)
-        contact = (await db.exec(select(Contact).where(Contact.fingerprint == fingerprint))).first()
+        # FOR UPDATE: two messages of hers at once take turns, so neither overwrites the other's session.
+        query = select(Contact).where(Contact.fingerprint == fingerprint).with_for_update()
+        contact = (await db.exec(query)).first()
         month = now.strftime("%Y-%m")
         if contact is None:
             contact = Contact(

@@ -38,7 +38,7 @@ def test_babel_finds_the_flow_strings_through_its_own_extractor(tmp_path: Path) 
         str(ROOT / "babel.cfg"),
         "-o",
         str(pot),
-        str(ROOT),
+        ".",
     ]
     subprocess.run(command, check=True, capture_output=True, cwd=ROOT, timeout=120)
     text = pot.read_text(encoding="utf-8")
@@ -67,3 +67,10 @@ def test_the_plural_header_is_babels_for_the_language(lang: str) -> None:
     po = read_po_file(LOCALES / lang / "LC_MESSAGES" / "messages.po")
     assert po.plural_forms == get_plural(lang).plural_forms
     assert str(po.locale) == lang
+
+
+@pytest.mark.parametrize("lang", ["tg", "ru"])
+def test_a_catalogue_compiles_without_errors(lang: str) -> None:
+    po = read_po_file(LOCALES / lang / "LC_MESSAGES" / "messages.po")
+    problems = [(message.id, [str(e) for e in errors]) for message, errors in po.check()]
+    assert problems == []

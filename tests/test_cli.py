@@ -101,3 +101,9 @@ def test_two_addresses_are_two_conversations(tmp_path: Path) -> None:
     run(["chat", "--lang", "ru", "--from", "+992900000011"], tmp_path, stdin="")
     second = run(["chat", "--from", "+992900000012"], tmp_path, stdin="hello\n")
     assert "Тоҷикӣ" in second.stdout  # a new woman is greeted and asked for her language
+
+
+def test_serve_refuses_a_database_that_is_not_migrated(tmp_path: Path) -> None:
+    result = run(["serve", "--port", "1"], tmp_path)
+    assert result.returncode == 1
+    assert "run `hamroh db upgrade` first" in result.stderr

@@ -167,3 +167,11 @@ async def test_erase_leaves_nothing_of_her(small_hamroh: Hamroh) -> None:
         kept = {contact.pseudonym for contact in (await db.exec(select(Contact))).all()}
     assert logged == {"pseudonym0001"}  # the anonymous count of her escalation stays...
     assert not logged & kept  # ...but no longer points to anyone
+
+
+async def test_two_first_messages_at_once_make_one_contact(small_hamroh: Hamroh) -> None:
+    results = await asyncio.gather(*(small_hamroh.handle(Inbound("sms", PHONE, "hi")) for _ in range(4)))
+    assert all(not r.duplicate for r in results)
+    async with transaction(small_hamroh.engine) as db:
+        assert await count_rows(db, Contact) == 1
+        assert await count_rows(db, OutboxMessage) == 4
