@@ -36,31 +36,60 @@ def assert_no_canary(text: str, where: str) -> None:
 
 
 async def talk_with_canaries(hamroh: Hamroh) -> None:
+    """Both channels; canaries typed at the greeting, in menus, as a district, with a topic word."""
     words = " ".join(CANARY_WORDS)
-    script = ["hi", "1", words, "2", words, "Джиликуль", "0", "3", "4", words, f"меню {words}"]
+    script = [
+        "hi",
+        "1",
+        words,
+        "2",
+        words,
+        "Джиликуль",
+        "0",
+        "3",
+        "4",
+        words,
+        f"меню {words}",
+        f"алимент {words}",
+        "0",
+        "3",
+        "1",
+        words,
+        "Бохтар",
+        "0",
+        "5",
+        "3",
+        words,
+    ]
     for n, text in enumerate(script):
         await hamroh.handle(Inbound("sms", CANARY_PHONE, text, provider_id=f"p{n}"))
         await hamroh.handle(Inbound("telegram", CANARY_CHAT.removeprefix("tg:"), text, provider_id=f"t{n}"))
     await hamroh.handle(Inbound("telegram", CANARY_CHAT, "", button=f"main.menu:{words[:20]}"))
 
 
+@pytest.fixture(params=["small flows", "real flows"])
+def any_hamroh(request: pytest.FixtureRequest) -> Hamroh:
+    service: Hamroh = request.getfixturevalue("small_hamroh" if request.param == "small flows" else "hamroh")
+    return service
+
+
 async def test_canaries_appear_in_no_table_and_no_log(
-    small_hamroh: Hamroh, caplog: pytest.LogCaptureFixture, database_url: str
+    any_hamroh: Hamroh, caplog: pytest.LogCaptureFixture, database_url: str
 ) -> None:
     caplog.set_level(logging.DEBUG)
     for name in ("", "sqlalchemy.engine", "aiosqlite", "asyncpg", "bot", "api"):
         logging.getLogger(name).setLevel(logging.DEBUG)
     install_redaction(caplog.handler)
     try:
-        await talk_with_canaries(small_hamroh)
+        await talk_with_canaries(any_hamroh)
     finally:
         logging.getLogger("sqlalchemy.engine").setLevel(logging.WARNING)
     assert caplog.records, "logging was not captured"
     assert_no_canary(caplog.text, "the log output")
-    assert_no_canary(await dump_every_table(small_hamroh), "a table")
+    assert_no_canary(await dump_every_table(any_hamroh), "a table")
     url = make_url(database_url)
     if url.get_backend_name() == "sqlite":
-        await small_hamroh.engine.dispose()  # the last connection closing checkpoints the WAL
+        await any_hamroh.engine.dispose()  # the last connection closing checkpoints the WAL
         files = Path(str(url.database)).parent.glob("hamroh.db*")
         raw = b"".join(path.read_bytes() for path in files)
         assert_no_canary(raw.decode("utf-8", "replace"), "the SQLite file")
