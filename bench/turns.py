@@ -31,7 +31,8 @@ from bot.config import ROOT
 from bot.crypto import make_vault
 from bot.db import create_engine
 from bot.engine import step
-from bot.flows import FlowSet, load_flowset
+from bot.flowload import load_flowset
+from bot.flows import FlowSet
 from bot.i18n import load_translations
 from bot.migrate import upgrade
 from bot.model import Input, Session

@@ -19,7 +19,7 @@ from bot.flows import MAIN_FLOW, SYSTEM_NODES, FlowSet, Node
 from bot.flowspec import Problem, read_yaml
 from bot.i18n import msgids_with_lines
 from bot.model import OFFERED_LANGUAGES, Reply, Session
-from bot.screens import MAIN_MENU, brief, screen, welcome
+from bot.screens import brief, screen, welcome
 
 NUMBER = re.compile(r"\d+(?:[.,/]\d+)*")
 
@@ -131,8 +131,3 @@ def pending(flows: FlowSet) -> list[Fact]:
         if s.verify
     )
     return facts
-
-
-def is_menu(ref: str) -> bool:
-    """Whether a node is the main menu."""
-    return ref == MAIN_MENU

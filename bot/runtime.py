@@ -9,7 +9,8 @@ from datetime import UTC, datetime
 from bot.config import Settings
 from bot.crypto import Vault, development_keys, make_vault
 from bot.db import create_engine
-from bot.flows import FlowSet, load_flowset
+from bot.flowload import load_flowset
+from bot.flows import FlowSet
 from bot.i18n import load_translations
 from bot.service import Hamroh
 

@@ -81,7 +81,7 @@ def course_lines(flows: FlowSet, session: Session, courses: Sequence[Course]) ->
 
 def welcome(flows: FlowSet) -> Reply:
     """The first message: the greeting in Tajik and in Russian, and the choice of language."""
-    msgid = flows.node(f"{flows.starts['main'].split('.')[0]}.welcome").texts[0]
+    msgid = flows.node("main.welcome").texts[0]
     text = "\n".join(flows.text(lang, msgid) for lang in ("tg", "ru"))
     names = flows.words.languages
     return Reply(text, tuple(Option(f"lang:{lang}", names[lang]) for lang in ("tg", "ru") if lang in names))

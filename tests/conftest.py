@@ -18,7 +18,8 @@ from sqlalchemy.engine import make_url
 from bot.config import ROOT, Settings
 from bot.crypto import Vault, make_vault
 from bot.db import create_engine
-from bot.flows import FlowSet, load_flowset
+from bot.flowload import load_flowset
+from bot.flows import FlowSet
 from bot.i18n import Translations, load_translations
 from bot.migrate import upgrade
 from bot.service import Hamroh

@@ -10,7 +10,8 @@ from types import MappingProxyType
 import pytest
 
 from bot.engine import step
-from bot.flows import FlowSet, load_flowset
+from bot.flowload import load_flowset
+from bot.flows import FlowSet
 from bot.i18n import Translations
 from bot.model import (
     ClearChatRequested,

@@ -10,7 +10,8 @@ import pytest
 
 from bot.config import ROOT
 from bot.flowcheck import check, pending
-from bot.flows import FlowSet, load_flowset
+from bot.flowload import load_flowset
+from bot.flows import FlowSet
 from bot.flowspec import FlowError
 from bot.i18n import Translations
 

@@ -1,0 +1,287 @@
+"""Load flow files and data files into one immutable, validated FlowSet.
+
+Loading either yields a complete FlowSet or raises FlowError listing every problem with file and line:
+a corrupt flow file stops start-up, it never leaves a half-loaded bot.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from types import MappingProxyType
+
+from pydantic import BaseModel
+
+from bot.flows import (
+    MAIN_FLOW,
+    SYSTEM_NODES,
+    SYSTEM_STRINGS,
+    Action,
+    District,
+    FlowSet,
+    Node,
+    NodeOption,
+    Service,
+    Words,
+)
+from bot.flowspec import (
+    DATA_FILES,
+    DirectorySpec,
+    DistrictsSpec,
+    FlowError,
+    FlowSpec,
+    Lines,
+    NodeSpec,
+    Problem,
+    WordsSpec,
+    line_of,
+    read_yaml,
+    validate,
+)
+from bot.i18n import Translations
+from bot.text import fold
+
+LONE_ZERO = re.compile(r"(?<![\d/.,])0(?![\d/.,])")
+
+
+def load_flowset(
+    flows_dir: Path, translations: Translations, *, idle_reset: dt.timedelta = dt.timedelta(days=14)
+) -> FlowSet:
+    """Read every file in `flows_dir` and compile it; raise FlowError with every problem found."""
+    problems: list[Problem] = []
+    specs: list[tuple[str, FlowSpec, Lines]] = []
+    data_specs: dict[str, tuple[object, Lines]] = {}
+    if not flows_dir.is_dir():
+        raise FlowError([Problem(str(flows_dir), 0, "flows folder not found")])
+    files = sorted(flows_dir.glob("*.yaml"))
+    for path in files:
+        try:
+            data, lines = read_yaml(path)
+            if path.name in DATA_FILES:
+                models: dict[str, type[BaseModel]] = {
+                    "words.yaml": WordsSpec,
+                    "directory.yaml": DirectorySpec,
+                    "districts.yaml": DistrictsSpec,
+                }
+                model = models[path.name]
+                data_specs[path.name] = (validate(model, data, lines, path.name), lines)
+            else:
+                specs.append((path.name, validate(FlowSpec, data, lines, path.name), lines))
+        except FlowError as exc:
+            problems.extend(exc.problems)
+    for name in DATA_FILES:
+        if name not in data_specs and not any(p.file == name for p in problems):
+            problems.append(Problem(name, 0, "missing data file"))
+    if problems:
+        raise FlowError(problems)
+    words = data_specs["words.yaml"][0]
+    directory = data_specs["directory.yaml"][0]
+    districts = data_specs["districts.yaml"][0]
+    assert isinstance(words, WordsSpec)
+    assert isinstance(directory, DirectorySpec)
+    assert isinstance(districts, DistrictsSpec)
+    return _compile(specs, words, directory, districts, translations, idle_reset, files)
+
+
+def _compile(
+    specs: list[tuple[str, FlowSpec, Lines]],
+    words: WordsSpec,
+    directory: DirectorySpec,
+    districts: DistrictsSpec,
+    translations: Translations,
+    idle_reset: dt.timedelta,
+    files: list[Path],
+) -> FlowSet:
+    problems: list[Problem] = []
+    nodes: dict[str, Node] = {}
+    titles: dict[str, str] = {}
+    starts: dict[str, str] = {}
+    strings: dict[str, str] = {}
+    flow_files: dict[str, str] = {}
+    for file, spec, lines in specs:
+        if spec.flow in flow_files:
+            problems.append(
+                Problem(
+                    file, line_of(lines, ("flow",)), f"flow {spec.flow!r} is also in {flow_files[spec.flow]}"
+                )
+            )
+            continue
+        flow_files[spec.flow] = file
+        titles[spec.flow] = spec.title
+        starts[spec.flow] = f"{spec.flow}.{spec.start}"
+        strings.update(spec.strings)
+        if spec.start not in spec.nodes:
+            problems.append(Problem(file, line_of(lines, ("start",)), f"start node {spec.start!r} not found"))
+        for name, node_spec in spec.nodes.items():
+            nodes[f"{spec.flow}.{name}"] = _node(spec.flow, name, node_spec, file, lines)
+    known_services = set(directory.services)
+    for node in nodes.values():
+        problems.extend(_node_problems(node, nodes, known_services, flow_files, specs))
+    if MAIN_FLOW not in flow_files:
+        problems.append(Problem("main.yaml", 0, "the main flow is missing"))
+    else:
+        main_file = flow_files[MAIN_FLOW]
+        for name in SYSTEM_NODES:
+            if f"{MAIN_FLOW}.{name}" not in nodes:
+                problems.append(Problem(main_file, 1, f"the main flow needs a node {name!r}"))
+        for key in SYSTEM_STRINGS:
+            if key not in strings:
+                problems.append(Problem(main_file, 1, f"strings: needs {key!r}"))
+    problems.extend(_keyword_clashes(nodes))
+    if problems:
+        raise FlowError(problems)
+    district_map = {
+        key: District(
+            id=key,
+            names=MappingProxyType({str(k): v for k, v in d.names.items()}),
+            region=d.region,
+            old_names=tuple(d.old_names),
+        )
+        for key, d in districts.districts.items()
+    }
+    return FlowSet(
+        nodes=MappingProxyType(nodes),
+        titles=MappingProxyType(titles),
+        starts=MappingProxyType(starts),
+        strings=MappingProxyType(strings),
+        words=_words(words),
+        directory=MappingProxyType(
+            {
+                key: Service(
+                    key, s.name, s.number, s.ask_at, s.source, s.reviewed, s.verify, tuple(s.districts)
+                )
+                for key, s in directory.services.items()
+            }
+        ),
+        districts=MappingProxyType(district_map),
+        district_names=MappingProxyType(_district_names(district_map)),
+        keywords=tuple((kw, node.ref) for node in nodes.values() for kw in node.keywords),
+        translations=translations,
+        idle_reset=idle_reset,
+        files=tuple(p.name for p in files),
+    )
+
+
+def _node(flow: str, name: str, spec: NodeSpec, file: str, lines: Lines) -> Node:
+    def target(go: str) -> str:
+        return go if "." in go else f"{flow}.{go}"
+
+    action = None
+    if spec.do is not None:
+        action = Action(spec.do, queue=spec.queue, reason=spec.reason, lang=spec.lang, script=spec.script)
+    texts = tuple(spec.parts) if spec.parts is not None else (spec.say or spec.ask or "",)
+    return Node(
+        ref=f"{flow}.{name}",
+        file=file,
+        line=line_of(lines, ("nodes", name)),
+        texts=texts,
+        options=tuple(
+            NodeOption(o.id or o.go.replace(".", "_"), o.label, target(o.go)) for o in spec.options
+        ),
+        ask=spec.ask is not None,
+        save=spec.save,
+        next=target(spec.next) if spec.next else None,
+        invalid=spec.invalid,
+        services=tuple(spec.services),
+        listing=spec.listing,
+        action=action,
+        topic=spec.topic,
+        keywords=tuple(dict.fromkeys(k for k in (fold(w) for w in spec.keywords) if k)),
+        fact=spec.fact or bool(spec.services) or any(_states_a_number(t) for t in texts),
+        source=spec.source,
+        reviewed=spec.reviewed,
+        verify=spec.verify,
+    )
+
+
+def _states_a_number(text: str) -> bool:
+    """Whether a text states a number (an amount, an article, a share); "0" alone is the menu key."""
+    return any(ch.isdigit() for ch in LONE_ZERO.sub("", text))
+
+
+def _node_problems(
+    node: Node,
+    nodes: Mapping[str, Node],
+    services: set[str],
+    flow_files: Mapping[str, str],
+    specs: list[tuple[str, FlowSpec, Lines]],
+) -> list[Problem]:
+    lines = next(lines for file, _, lines in specs if file == node.file)
+    name = node.ref.split(".", 1)[1]
+    problems = []
+
+    def at(*path: str | int) -> int:
+        return line_of(lines, ("nodes", name, *path))
+
+    seen: set[str] = set()
+    for index, option in enumerate(node.options):
+        if option.target not in nodes:
+            problems.append(
+                Problem(
+                    node.file,
+                    at("options", index),
+                    f"{node.ref}: option leads to unknown node {option.target!r}",
+                )
+            )
+        if option.id in seen:
+            problems.append(
+                Problem(node.file, at("options", index), f"{node.ref}: two options have the id {option.id!r}")
+            )
+        seen.add(option.id)
+    if node.next is not None and node.next not in nodes:
+        problems.append(Problem(node.file, at("next"), f"{node.ref}: next is unknown node {node.next!r}"))
+    for index, service in enumerate(node.services):
+        if service not in services:
+            problems.append(
+                Problem(
+                    node.file,
+                    at("services", index),
+                    f"{node.ref}: unknown service {service!r} (not in directory.yaml)",
+                )
+            )
+    if node.fact and (node.source is None or node.reviewed is None):
+        problems.append(Problem(node.file, at(), f"{node.ref}: a fact node needs source and reviewed"))
+    return problems
+
+
+def _keyword_clashes(nodes: Mapping[str, Node]) -> list[Problem]:
+    owner: dict[str, Node] = {}
+    problems = []
+    for node in nodes.values():
+        for keyword in node.keywords:
+            other = owner.setdefault(keyword, node)
+            if other is not node:
+                problems.append(
+                    Problem(
+                        node.file, node.line, f"{node.ref}: keyword {keyword!r} also leads to {other.ref}"
+                    )
+                )
+    return problems
+
+
+def _words(spec: WordsSpec) -> Words:
+    def folded(words: list[str]) -> frozenset[str]:
+        return frozenset(k for k in (fold(w) for w in words) if k)
+
+    return Words(
+        menu=folded(spec.menu),
+        back=folded(spec.back),
+        language=folded(spec.language),
+        help=folded(spec.help),
+        erase=folded(spec.erase),
+        stop=folded(spec.stop),
+        start=folded(spec.start),
+        languages=MappingProxyType({str(k): v for k, v in spec.languages.items()}),
+    )
+
+
+def _district_names(districts: Mapping[str, District]) -> dict[str, str]:
+    names: dict[str, str] = {}
+    for district in districts.values():
+        for name in (*district.names.values(), *district.old_names, district.id):
+            key = fold(name)
+            if key:
+                names.setdefault(key, district.id)
+    return names
