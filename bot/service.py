@@ -138,15 +138,14 @@ class Hamroh:
         contact = await self._contact(db, inbound.channel, address, now)
         assert contact.id is not None
         if inbound.provider_id is not None:
-            db.add(
-                Delivery(
-                    channel=inbound.channel,
-                    provider_id=inbound.provider_id,
-                    contact_id=contact.id,
-                    received_at=now,
-                )
+            # Flushed with the replies: a duplicate that raced in fails at commit, and `handle` drops it.
+            delivery = Delivery(
+                channel=inbound.channel,
+                provider_id=inbound.provider_id,
+                contact_id=contact.id,
+                received_at=now,
             )
-            await db.flush()
+            db.add(delivery)
         state = await db.get(ConversationState, contact.id)
         session = Session.from_json(json.loads(state.state)) if state else Session()
         courses = await self.courses.get(db)
