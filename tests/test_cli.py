@@ -107,3 +107,13 @@ def test_serve_refuses_a_database_that_is_not_migrated(tmp_path: Path) -> None:
     result = run(["serve", "--port", "1"], tmp_path)
     assert result.returncode == 1
     assert "run `hamroh db upgrade` first" in result.stderr
+
+
+def test_example_courses_are_refused_outside_development(tmp_path: Path) -> None:
+    keys = {
+        "HAMROH_ENCRYPTION_KEY": "x8Jm2C0j0W2oQ2gQJ3bq1V5xvJt0m7Ykq3d7S0xwZ3U=",
+        "HAMROH_HASH_KEY": "h" * 40,
+    }
+    result = run(["demo"], tmp_path, HAMROH_ENV="production", **keys)
+    assert result.returncode == 2
+    assert "development only" in result.stderr

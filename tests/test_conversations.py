@@ -139,3 +139,14 @@ async def test_she_can_ask_for_the_source_of_a_fact(hamroh: Hamroh) -> None:
         marriage = await her.send(number_of(marriage, her.t("More")))
     source = await her.send(number_of(marriage, her.t("Source")))
     assert source.startswith(her.t("Source:"))
+
+
+async def test_delete_my_data_in_tajik_erases_her(hamroh: Hamroh) -> None:
+    her = Woman(hamroh, "sms", "+992927000005", "tg")
+    await her.send("1")
+    question = await her.send("маълумоти маро нест кунед")
+    assert question.startswith(her.t("Delete everything Hamroh knows about you? This cannot be undone."))
+    done = await her.send(number_of(question, her.t("Yes, delete")))
+    assert done.startswith(her.t("Your data has been deleted."))
+    async with transaction(hamroh.engine) as db:
+        assert (await db.exec(select(Contact))).all() == []
