@@ -83,7 +83,9 @@ async def page(request: Request) -> HTMLResponse:
 @router.post("/simulator/messages")
 async def send_message(message: MessageDep, hamroh: HamrohDep) -> JSONResponse:
     """Run her message through the service; answer with the replies taken from the outbox."""
-    inbound = Inbound(message.channel, message.address, text=message.text, button=message.button)
+    inbound = Inbound(
+        message.channel, message.address, text=message.text, button=message.button, simulated=True
+    )
     try:
         outcome = await hamroh.handle(inbound)
     except AddressError as exc:

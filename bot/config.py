@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Literal
@@ -34,6 +35,27 @@ class Settings(BaseSettings):
     sms_segment_budget: int = Field(default=2, ge=1, le=10)
     simulator: bool | None = None  # default: on in development, off in production
     log_level: str = "INFO"
+    max_request_bytes: int = Field(default=64 * 1024, ge=1024)  # webhook bodies above this get 413
+
+    # Channels: a channel whose credentials are absent is off.
+    public_url: str | None = Field(
+        default=None, pattern=r"^https?://[^\s]+$"
+    )  # what Telegram and Twilio call
+    telegram_token: SecretStr | None = None
+    telegram_secret: SecretStr | None = None  # X-Telegram-Bot-Api-Secret-Token
+    telegram_api_url: str = "https://api.telegram.org"
+    twilio_account_sid: str | None = Field(default=None, pattern=r"^AC[0-9a-fA-F]{32}$")
+    twilio_auth_token: SecretStr | None = None
+    twilio_from: str | None = None  # the sender number, E.164
+    twilio_messaging_service_sid: str | None = Field(default=None, pattern=r"^MG[0-9a-fA-F]{32}$")
+    twilio_api_url: str = "https://api.twilio.com"
+
+    # The dispatcher.
+    dispatch_in_process: bool = True  # `hamroh serve` runs it; `hamroh dispatch` runs it alone
+    dispatch_lease_seconds: float = Field(default=60, ge=5)
+    telegram_messages_per_second: float = Field(default=30, gt=0)
+    telegram_chat_messages_per_second: float = Field(default=1, gt=0)
+    twilio_segments_per_second: float = Field(default=1, gt=0)
 
     @model_validator(mode="after")
     def _production_needs_keys(self) -> Settings:
@@ -45,6 +67,28 @@ class Settings(BaseSettings):
             if self.simulator:
                 raise ValueError("the simulator cannot be on in production")
         return self
+
+    @model_validator(mode="after")
+    def _telegram_secret_is_usable(self) -> Settings:
+        secret = self.telegram_secret.get_secret_value() if self.telegram_secret else None
+        if secret is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", secret):
+            raise ValueError("HAMROH_TELEGRAM_SECRET may hold only A-Z a-z 0-9 _ - (1 to 256 characters)")
+        if self.telegram_token is not None and secret is None:
+            raise ValueError(
+                "HAMROH_TELEGRAM_TOKEN needs HAMROH_TELEGRAM_SECRET (the webhook's secret token)"
+            )
+        return self
+
+    @property
+    def telegram_on(self) -> bool:
+        """Whether Telegram is configured."""
+        return self.telegram_token is not None and self.telegram_secret is not None
+
+    @property
+    def sms_on(self) -> bool:
+        """Whether SMS through Twilio is configured."""
+        sender = self.twilio_from or self.twilio_messaging_service_sid
+        return bool(self.twilio_account_sid and self.twilio_auth_token and sender)
 
     @property
     def simulator_on(self) -> bool:

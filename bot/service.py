@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot import erase
+from bot import effects, outbox
 from bot.channels import sms, telegram
 from bot.crypto import Vault, normalise_address
 from bot.db import transaction
@@ -28,22 +28,18 @@ from bot.engine import step
 from bot.flows import FlowSet
 from bot.model import (
     Channel,
-    ClearChatRequested,
     Course,
     EraseRequested,
-    EscalationRequested,
     Event,
     Input,
+    OptedOut,
     Reply,
     Session,
-    TopicViewed,
     Turn,
 )
-from bot.store import Case, Contact, ConversationState, CourseRow, Delivery, OutboxMessage, RequestLogEntry
+from bot.store import Contact, ConversationState, CourseRow, Delivery
 
 log = logging.getLogger(__name__)
-REPLY_PRIORITY = 0
-BULK_PRIORITY = 10
 
 
 @dataclass(frozen=True)
@@ -55,7 +51,9 @@ class Inbound:
     text: str = ""
     button: str | None = None
     media: bool = False
-    provider_id: str | None = None
+    provider_id: str | None = None  # Telegram update id or Twilio MessageSid: handled once
+    message_id: int | None = None  # her Telegram message, kept 48 hours for "Clear this chat"
+    simulated: bool = False  # from the simulator: replies are read back by it, never sent
 
 
 @dataclass(frozen=True)
@@ -153,16 +151,25 @@ class Hamroh:
             self.flows, session, Input(inbound.text, inbound.button, inbound.media), now, courses=courses
         )
         if any(isinstance(e, EraseRequested) for e in turn.events):
-            await erase.everything(db, contact.id)
+            await effects.erase_her(db, self.vault, contact, address, now)
             if inbound.provider_id is not None:  # still drop a redelivery of this very message
                 db.add(Delivery(channel=inbound.channel, provider_id=inbound.provider_id, received_at=now))
-            ids = await self._queue(
-                db, None, inbound.channel, address, turn.replies, turn.session, now, ephemeral=True
-            )
+            ids = await self._queue(db, None, inbound, address, turn, now, ephemeral=True)
             return Outcome(duplicate=False, contact_id=None, outbox_ids=ids, events=turn.events)
         await self._save(db, contact, state, turn, now)
-        await self._apply(db, contact, turn.events, inbound.channel, turn.session, now)
-        ids = await self._queue(db, contact.id, inbound.channel, address, turn.replies, turn.session, now)
+        if inbound.message_id is not None and inbound.channel == "telegram":
+            await effects.remember_message(db, contact.id, inbound.message_id, now)
+        await effects.apply(
+            db,
+            self.vault,
+            contact,
+            turn.events,
+            channel=inbound.channel,
+            session=turn.session,
+            now=now,
+            simulated=inbound.simulated,
+        )
+        ids = await self._queue(db, contact.id, inbound, address, turn, now)
         return Outcome(duplicate=False, contact_id=contact.id, outbox_ids=ids, events=turn.events)
 
     async def _contact(self, db: AsyncSession, channel: Channel, address: str, now: datetime) -> Contact:
@@ -203,86 +210,34 @@ class Hamroh:
         contact.subscribed, contact.opted_out = session.subscribed, session.opted_out
         db.add(contact)
 
-    async def _apply(
-        self,
-        db: AsyncSession,
-        contact: Contact,
-        events: Sequence[Event],
-        channel: Channel,
-        session: Session,
-        now: datetime,
-    ) -> None:
-        assert contact.id is not None
-        hour = now.replace(minute=0, second=0, microsecond=0)
-
-        def logged(topic: str) -> RequestLogEntry:
-            return RequestLogEntry(
-                hour=hour,
-                topic=topic,
-                channel=channel,
-                lang=session.lang,
-                district=session.district,
-                pseudonym=contact.pseudonym,
-            )
-
-        for event in events:
-            match event:
-                case TopicViewed(topic=topic):
-                    db.add(logged(topic))
-                case EscalationRequested(queue=queue, reason=reason):
-                    db.add(Case(contact_id=contact.id, queue=queue, reason=reason, opened_at=now))
-                    db.add(logged(f"escalation.{queue}"))
-                case ClearChatRequested():
-                    db.add(
-                        self._outbox_row(
-                            contact.id, channel, contact.address, {"op": "clear_chat"}, now, kind="command"
-                        )
-                    )
-
     async def _queue(
         self,
         db: AsyncSession,
         contact_id: int | None,
-        channel: Channel,
+        inbound: Inbound,
         address: str,
-        replies: Sequence[Reply],
-        session: Session,
+        turn: Turn,
         now: datetime,
         *,
         ephemeral: bool = False,
     ) -> tuple[int, ...]:
+        if turn.session.opted_out and not any(isinstance(e, OptedOut) for e in turn.events):
+            return ()  # nothing is sent to her after a stop word but its confirmation
         sealed = self.vault.seal(address)
         rows = [
-            self._outbox_row(
-                contact_id, channel, sealed, wire(channel, reply, session), now, ephemeral=ephemeral
+            outbox.row(
+                self.vault,
+                contact_id=contact_id,
+                channel=inbound.channel,
+                sealed_address=sealed,
+                body=wire(inbound.channel, reply, turn.session),
+                now=now,
+                ephemeral=ephemeral,
+                simulated=inbound.simulated,
             )
-            for reply in replies
+            for reply in turn.replies
         ]
-        db.add_all(rows)
-        await db.flush()
-        return tuple(r.id for r in rows if r.id is not None)
-
-    def _outbox_row(
-        self,
-        contact_id: int | None,
-        channel: Channel,
-        sealed_address: bytes,
-        body: dict[str, Any],
-        now: datetime,
-        *,
-        kind: str = "reply",
-        ephemeral: bool = False,
-    ) -> OutboxMessage:
-        return OutboxMessage(
-            contact_id=contact_id,
-            channel=channel,
-            address=sealed_address,
-            kind=kind,
-            body=self.vault.seal(json.dumps(body, ensure_ascii=False)),
-            priority=REPLY_PRIORITY,
-            ephemeral=ephemeral,
-            created_at=now,
-        )
+        return await outbox.add(db, rows)
 
 
 def wire(channel: Channel, reply: Reply, session: Session) -> dict[str, Any]:

@@ -60,6 +60,7 @@ class Contact(SQLModel, table=True):
     script: str = Field(default="cyrillic", max_length=16)
     subscribed: bool = False
     opted_out: bool = False
+    reachable: bool = True  # False while she has blocked the bot on Telegram
     pseudonym: str = Field(max_length=32)
     pseudonym_month: str = Field(max_length=7)  # "2026-11": the pseudonym is replaced each month
     created_at: datetime = _time()
@@ -91,10 +92,18 @@ class Delivery(SQLModel, table=True):
 
 
 class OutboxMessage(SQLModel, table=True):
-    """A message waiting to leave, or sent. Its address and body are sealed."""
+    """A message waiting to leave, or sent. Its address and body are sealed.
+
+    status: queued -> sending (claimed by a dispatcher, under a lease) -> sent | failed; a send in flight
+    when its dispatcher died is "in doubt": a reply is queued again (a duplicate beats silence), a bulk
+    message is not (status in_doubt). Rows of the simulator are never sent (status simulator).
+    """
 
     __tablename__ = "outbox"
-    __table_args__ = (sa.Index("ix_outbox_pending", "status", "priority", "id"),)
+    __table_args__ = (
+        sa.Index("ix_outbox_pending", "status", "next_attempt_at", "priority", "id"),
+        sa.Index("ix_outbox_contact_order", "contact_id", "id"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     contact_id: int | None = _contact_ref(nullable=True)
@@ -108,7 +117,25 @@ class OutboxMessage(SQLModel, table=True):
     attempts: int = 0
     last_error: str | None = Field(default=None, max_length=200)
     created_at: datetime = _time()
+    next_attempt_at: datetime = _time()
+    claimed_by: str | None = Field(default=None, max_length=64)
+    lease_until: datetime | None = _time(default=None)
+    in_doubt: bool = False  # was in flight when its dispatcher died (counted; a reply was sent again)
+    provider_id: str | None = Field(default=None, max_length=64, index=True)  # Twilio SID / Telegram id
+    delivery: str | None = Field(default=None, max_length=16)  # the provider's last word: delivered, ...
+    error_code: str | None = Field(default=None, max_length=16)
     sent_at: datetime | None = _time(default=None)
+
+
+class ChatMessage(SQLModel, table=True):
+    """A Telegram message id in her chat (hers or the bot's), kept 48 hours so "Clear this chat" works."""
+
+    __tablename__ = "chat_messages"
+
+    id: int | None = Field(default=None, primary_key=True)
+    contact_id: int = _contact_ref()
+    message_id: int = Field(sa_type=sa.BigInteger)
+    at: datetime = _time(index=True)
 
 
 class Case(SQLModel, table=True):

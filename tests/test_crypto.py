@@ -66,6 +66,12 @@ def test_production_refuses_to_start_without_keys(monkeypatch: pytest.MonkeyPatc
 
 
 def test_secrets_are_never_printed() -> None:
-    settings = Settings(encryption_key="secret-encryption-key", hash_key="secret-hash-key-" * 3)
-    assert "secret" not in repr(settings)
-    assert "secret" not in str(settings.model_dump())
+    settings = Settings(
+        encryption_key="Zq9-encryption-value",
+        hash_key="Zq9-hash-value-" * 3,
+        telegram_token="123456:Zq9-token-value",
+        telegram_secret="Zq9-secret-value",
+        twilio_auth_token="Zq9-auth-value",
+    )
+    assert "Zq9" not in repr(settings)
+    assert "Zq9" not in str(settings.model_dump())

@@ -124,12 +124,22 @@ async def test_stop_means_nothing_more_is_sent_until_start(small_hamroh: Hamroh)
     assert (await say(small_hamroh, "start"))[0]["text"].startswith("Welcome back.")
 
 
-async def test_clear_chat_is_queued_for_telegram(small_hamroh: Hamroh) -> None:
-    await say(small_hamroh, "1", address="tg:7", channel="telegram")
-    await say(small_hamroh, button="main.menu:settings", address="tg:7", channel="telegram")
-    await say(small_hamroh, button="main.settings:clear", address="tg:7", channel="telegram")
+async def test_clear_chat_is_queued_with_her_messages_of_the_last_two_days(
+    small_hamroh: Hamroh, clock: Clock
+) -> None:
+    async def tap(button: str | None, message_id: int) -> None:
+        inbound = Inbound(
+            "telegram", "7", "1" if button is None else "", button=button, message_id=message_id
+        )
+        await small_hamroh.handle(inbound)
+
+    await tap(None, 10)
+    clock.advance(hours=49)
+    await tap("main.menu:settings", 11)
+    await tap("main.settings:clear", 12)
     commands = [m for m in await rows(small_hamroh, OutboxMessage) if m.kind == "command"]
-    assert [json.loads(small_hamroh.vault.open(m.body)) for m in commands] == [{"op": "clear_chat"}]
+    bodies = [json.loads(small_hamroh.vault.open(m.body)) for m in commands]
+    assert bodies == [{"op": "clear_chat", "message_ids": [11, 12]}]  # 10 is too old for Telegram
 
 
 async def test_the_pseudonym_changes_each_month(small_hamroh: Hamroh, clock: Clock) -> None:

@@ -12,7 +12,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TextIO
-from uuid import uuid4
 
 import sqlalchemy as sa
 from sqlmodel import col, select
@@ -84,7 +83,7 @@ class Conversation:
             self.address,
             text="" if button else text,
             button=button,
-            provider_id=f"sim-{uuid4().hex}",
+            simulated=True,
         )
         outcome = await self.hamroh.handle(inbound)
         messages = await take(self.hamroh, outcome.outbox_ids, self.hamroh.clock())

@@ -1,0 +1,113 @@
+"""What a turn's events do to the store: the request log, cases, commands for the channels, erasure."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from bot import erase, outbox
+from bot.crypto import Vault
+from bot.model import Channel, ClearChatRequested, EscalationRequested, Event, Session, TopicViewed
+from bot.store import Case, ChatMessage, Contact, Delivery, OutboxMessage, RequestLogEntry
+
+CLEARABLE = timedelta(hours=48)  # Telegram lets a bot delete messages of the last 48 hours only
+TWILIO_SID = re.compile(r"^(SM|MM)[0-9a-fA-F]{32}$")
+
+
+async def apply(
+    db: AsyncSession,
+    vault: Vault,
+    contact: Contact,
+    events: Sequence[Event],
+    *,
+    channel: Channel,
+    session: Session,
+    now: datetime,
+    simulated: bool = False,
+) -> None:
+    """Record what happened: topics and escalations (anonymously), cases, commands to the channel."""
+    assert contact.id is not None
+    hour = now.replace(minute=0, second=0, microsecond=0)
+
+    def logged(topic: str) -> RequestLogEntry:
+        return RequestLogEntry(
+            hour=hour,
+            topic=topic,
+            channel=channel,
+            lang=session.lang,
+            district=session.district,
+            pseudonym=contact.pseudonym,
+        )
+
+    for event in events:
+        match event:
+            case TopicViewed(topic=topic):
+                db.add(logged(topic))
+            case EscalationRequested(queue=queue, reason=reason):
+                db.add(Case(contact_id=contact.id, queue=queue, reason=reason, opened_at=now))
+                db.add(logged(f"escalation.{queue}"))
+            case ClearChatRequested() if channel == "telegram":
+                ids = await clearable_message_ids(db, contact.id, now)
+                db.add(
+                    outbox.row(
+                        vault,
+                        contact_id=contact.id,
+                        channel=channel,
+                        sealed_address=contact.address,
+                        body={"op": "clear_chat", "message_ids": ids},
+                        now=now,
+                        kind="command",
+                        simulated=simulated,
+                    )
+                )
+
+
+async def clearable_message_ids(db: AsyncSession, contact_id: int, now: datetime) -> list[int]:
+    """Her chat's message ids (hers and the bot's) from the last 48 hours, oldest first."""
+    query = (
+        select(ChatMessage.message_id)
+        .where(ChatMessage.contact_id == contact_id, col(ChatMessage.at) > now - CLEARABLE)
+        .order_by(col(ChatMessage.message_id))
+    )
+    return list((await db.exec(query)).all())
+
+
+async def erase_her(db: AsyncSession, vault: Vault, contact: Contact, address: str, now: datetime) -> None:
+    """Delete everything about her; and ask Twilio to delete her SMS, so they do not live on there."""
+    assert contact.id is not None
+    sent = select(OutboxMessage.provider_id).where(
+        OutboxMessage.contact_id == contact.id, OutboxMessage.channel == "sms"
+    )
+    received = select(Delivery.provider_id).where(
+        Delivery.contact_id == contact.id, Delivery.channel == "sms"
+    )
+    sids = sorted(
+        {
+            sid
+            for sid in [*(await db.exec(sent)).all(), *(await db.exec(received)).all()]
+            if sid and TWILIO_SID.match(sid)
+        }
+    )
+    await erase.everything(db, contact.id)
+    if sids:
+        db.add(
+            outbox.row(
+                vault,
+                contact_id=None,
+                channel="sms",
+                sealed_address=vault.seal(address),
+                body={"op": "delete_sms", "sids": sids},
+                now=now,
+                kind="command",
+                ephemeral=True,
+            )
+        )
+
+
+async def remember_message(db: AsyncSession, contact_id: int, message_id: int, now: datetime) -> None:
+    """Keep a Telegram message id of her chat for 48 hours, so "Clear this chat" can delete it."""
+    db.add(ChatMessage(contact_id=contact_id, message_id=message_id, at=now))

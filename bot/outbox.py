@@ -1,0 +1,57 @@
+"""Writing to the outbox: every message Hamroh sends starts as a row here, inside the turn's transaction."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from bot.crypto import Vault
+from bot.model import Channel
+from bot.store import OutboxMessage
+
+REPLY_PRIORITY = 0  # conversation replies and commands leave first
+BULK_PRIORITY = 10  # announcements wait behind them
+
+QUEUED = "queued"
+SENDING = "sending"
+SENT = "sent"
+FAILED = "failed"
+IN_DOUBT = "in_doubt"
+SIMULATOR = "simulator"  # replies to the simulator: read back by it, never sent by the dispatcher
+
+
+def row(
+    vault: Vault,
+    *,
+    contact_id: int | None,
+    channel: Channel,
+    sealed_address: bytes,
+    body: dict[str, Any],
+    now: datetime,
+    kind: str = "reply",
+    ephemeral: bool = False,
+    simulated: bool = False,
+) -> OutboxMessage:
+    """An outbox row with its body sealed, ready to leave now."""
+    return OutboxMessage(
+        contact_id=contact_id,
+        channel=channel,
+        address=sealed_address,
+        kind=kind,
+        body=vault.seal(json.dumps(body, ensure_ascii=False)),
+        priority=BULK_PRIORITY if kind == "bulk" else REPLY_PRIORITY,
+        status=SIMULATOR if simulated else QUEUED,
+        ephemeral=ephemeral,
+        created_at=now,
+        next_attempt_at=now,
+    )
+
+
+async def add(db: AsyncSession, rows: list[OutboxMessage]) -> tuple[int, ...]:
+    """Add rows and return their ids, in the order written (the order they will leave in)."""
+    db.add_all(rows)
+    await db.flush()
+    return tuple(r.id for r in rows if r.id is not None)
