@@ -32,7 +32,7 @@ async def delivery_report(hamroh: Hamroh, *, provider_id: str, status: str, erro
         message.delivery, message.error_code = status, (error_code or None)
         db.add(message)
         if error_code == CARRIER_OPT_OUT and message.contact_id is not None:
-            await _opt_out(db, message.contact_id)
+            await opt_out(db, message.contact_id)
     return True
 
 
@@ -46,7 +46,8 @@ async def reachable(hamroh: Hamroh, *, channel: Channel, address: str, can_reach
             db.add(contact)
 
 
-async def _opt_out(db: AsyncSession, contact_id: int) -> None:
+async def opt_out(db: AsyncSession, contact_id: int) -> None:
+    """She is opted out on this channel: her contact and her session say so."""
     contact = await db.get(Contact, contact_id)
     state = await db.get(ConversationState, contact_id)
     if contact is not None:

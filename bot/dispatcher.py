@@ -1,0 +1,302 @@
+"""The one way out: every outbox row leaves through here, with rate limits, retries and a record.
+
+- Claims rows under a lease (FOR UPDATE SKIP LOCKED on PostgreSQL), replies before bulk messages, and only
+  the oldest waiting row of each person, so her messages leave in the order written.
+- One active sender per channel credential (bot.leases), so a provider's limit holds across processes.
+- Passing failures are retried with exponential backoff and jitter (honouring the provider's retry-after);
+  permanent ones are kept with their reason.
+- At least once: a send in flight when a dispatcher died is "in doubt". A reply is queued again (a
+  duplicate beats silence); a bulk message is not. Both are counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from uuid import uuid4
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from bot import outbox
+from bot.crypto import Vault
+from bot.db import is_sqlite, transaction
+from bot.effects import CLEARABLE
+from bot.leases import SenderLock, sender_lock
+from bot.model import Channel
+from bot.ratelimit import PerChatGap, TokenBucket
+from bot.receipts import opt_out
+from bot.senders import Failed, Outgoing, RetryLater, Sender, SendResult, Sent
+from bot.store import ChatMessage, Contact, OutboxMessage
+
+log = logging.getLogger(__name__)
+MAX_ATTEMPTS = 10
+BACKOFF_BASE = 2.0  # seconds before the first retry; doubled each time
+BACKOFF_CAP = 600.0
+HOUSEKEEPING = timedelta(minutes=1)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Sending rates per channel: units (messages or SMS segments) a second, and per chat."""
+
+    per_second: Mapping[Channel, float]
+    per_chat_gap: Mapping[Channel, float]
+
+
+@dataclass
+class Counts:
+    """What this dispatcher did since it started (logged, and printed by benchmarks)."""
+
+    sent: int = 0
+    retried: int = 0
+    failed: int = 0
+    rate_limited: int = 0  # the provider answered 429
+    in_doubt_resent: int = 0  # replies in flight when a dispatcher died, queued again
+    in_doubt_held: int = 0  # bulk messages in flight when a dispatcher died, not sent again
+
+
+@dataclass
+class Dispatcher:
+    """Empties the outbox through the given senders until `stop` is set."""
+
+    engine: AsyncEngine
+    vault: Vault
+    senders: Sequence[Sender]
+    limits: Limits
+    clock: Callable[[], datetime]
+    lease: timedelta = timedelta(seconds=60)
+    concurrency: int = 16
+    poll_interval: float = 0.2
+    rng: random.Random = field(default_factory=random.Random)
+    name: str = field(default_factory=lambda: f"dispatcher-{uuid4().hex[:8]}")
+    counts: Counts = field(default_factory=Counts)
+    _locks: dict[Channel, SenderLock] = field(default_factory=dict, init=False)
+    _buckets: dict[Channel, TokenBucket] = field(default_factory=dict, init=False)
+    _gaps: dict[Channel, PerChatGap] = field(default_factory=dict, init=False)
+    _in_flight: set[asyncio.Task[None]] = field(default_factory=set, init=False)
+
+    def __post_init__(self) -> None:
+        for sender in self.senders:
+            rate = self.limits.per_second.get(sender.channel, 1.0)
+            self._buckets[sender.channel] = TokenBucket(rate=rate, burst=max(1.0, rate))
+            gap = self.limits.per_chat_gap.get(sender.channel)
+            if gap:
+                self._gaps[sender.channel] = PerChatGap(gap)
+            self._locks[sender.channel] = sender_lock(self.engine, sender.channel, sender.credential)
+
+    @property
+    def _by_channel(self) -> dict[Channel, Sender]:
+        return {s.channel: s for s in self.senders}
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Send until `stop` is set; then finish what is in flight and let go of the sender locks."""
+        held: set[Channel] = set()
+        tidied = self.clock()
+        try:
+            while not stop.is_set():
+                held = await self._hold_locks(held)
+                if self.clock() - tidied > HOUSEKEEPING:
+                    tidied = self.clock()
+                    await self._tidy(held)
+                claimed = await self.claim(held, self.concurrency - len(self._in_flight)) if held else []
+                for row in claimed:
+                    task = asyncio.create_task(self._deliver(row))
+                    self._in_flight.add(task)
+                    task.add_done_callback(self._in_flight.discard)
+                if not claimed:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), self.poll_interval)
+                elif len(self._in_flight) >= self.concurrency:
+                    await asyncio.wait(self._in_flight, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if self._in_flight:
+                await asyncio.wait(self._in_flight)
+            for lock in self._locks.values():
+                await lock.release()
+            log.info("dispatcher stopped: %s", self.counts)
+
+    async def _tidy(self, held: set[Channel]) -> None:
+        try:
+            for channel in held:
+                await self.recover(channel, expired_only=True)  # our own sends that hung past their lease
+            await self.forget_old_chat_messages()
+        except Exception as exc:  # housekeeping can wait for the next round
+            log.warning("housekeeping failed: %s", type(exc).__name__)
+
+    async def _hold_locks(self, held: set[Channel]) -> set[Channel]:
+        now_held: set[Channel] = set()
+        for channel, lock in self._locks.items():
+            try:
+                if await lock.acquire():
+                    now_held.add(channel)
+            except Exception as exc:  # the database is unreachable: send nothing until it is back
+                log.warning("cannot take the %s sender lock: %s", channel, type(exc).__name__)
+        for channel in now_held - held:
+            # Whoever held this channel before us is gone: what they had in flight is in doubt.
+            await self.recover(channel)
+            log.info("%s: active sender for %s", self.name, channel)
+        return now_held
+
+    async def recover(self, channel: Channel, *, expired_only: bool = False) -> None:
+        """Rows left "sending" by a dispatcher that died: replies go again, bulk messages are held."""
+        now = self.clock()
+        async with transaction(self.engine) as db:
+            stale = select(OutboxMessage).where(
+                OutboxMessage.channel == channel, OutboxMessage.status == outbox.SENDING
+            )
+            if expired_only:
+                stale = stale.where(col(OutboxMessage.lease_until) < now)
+            rows = (await db.exec(stale.with_for_update(skip_locked=True))).all()
+            for row in rows:
+                row.in_doubt, row.claimed_by, row.lease_until = True, None, None
+                if row.kind == "bulk":
+                    row.status = outbox.IN_DOUBT
+                    self.counts.in_doubt_held += 1
+                else:
+                    row.status, row.next_attempt_at = outbox.QUEUED, now
+                    self.counts.in_doubt_resent += 1
+                db.add(row)
+        if rows:
+            log.warning(
+                "%s: %d messages were in flight when a dispatcher stopped (in doubt)", channel, len(rows)
+            )
+
+    async def claim(self, channels: set[Channel], limit: int) -> list[OutboxMessage]:
+        """Take up to `limit` rows that may leave now: each person's oldest waiting row, replies first."""
+        if limit <= 0 or not channels:
+            return []
+        now = self.clock()
+        table = OutboxMessage.__table__  # type: ignore[attr-defined]
+        earlier = table.alias("earlier")
+        waiting_before = sa.exists().where(
+            earlier.c.contact_id == table.c.contact_id,
+            earlier.c.id < table.c.id,
+            earlier.c.status.in_((outbox.QUEUED, outbox.SENDING)),
+        )
+        candidates = (
+            sa.select(table.c.id)
+            .where(
+                table.c.status == outbox.QUEUED,
+                table.c.channel.in_(sorted(channels)),
+                table.c.next_attempt_at <= now,
+                ~waiting_before,
+            )
+            .order_by(table.c.priority, table.c.id)
+            .limit(limit)
+        )
+        if not is_sqlite(self.engine):
+            candidates = candidates.with_for_update(skip_locked=True, of=table)
+        async with transaction(self.engine) as db:
+            connection = await db.connection()
+            ids = list((await connection.execute(candidates)).scalars().all())
+            if not ids:
+                return []
+            await connection.execute(
+                sa.update(table)
+                .where(table.c.id.in_(ids))
+                .values(
+                    status=outbox.SENDING,
+                    claimed_by=self.name,
+                    lease_until=now + self.lease,
+                    attempts=table.c.attempts + 1,
+                )
+            )
+            rows = (await db.exec(select(OutboxMessage).where(col(OutboxMessage.id).in_(ids)))).all()
+        return sorted(rows, key=lambda r: (r.priority, r.id or 0))
+
+    async def _deliver(self, row: OutboxMessage) -> None:
+        assert row.id is not None
+        sender = self._by_channel[row.channel]  # type: ignore[index]
+        try:
+            message = Outgoing(
+                id=row.id,
+                channel=sender.channel,
+                address=self.vault.open(row.address),
+                body=json.loads(self.vault.open(row.body)),
+                kind=row.kind,
+                contact_id=row.contact_id,
+            )
+        except ValueError:
+            await self._record(row, Failed("cannot open the sealed message (wrong key?)"))
+            return
+        gap = self._gaps.get(sender.channel)
+        if gap is not None and row.kind != "command":
+            await gap.wait(message.address)
+        await self._buckets[sender.channel].take(sender.cost(message))
+        try:
+            timeout = self.lease.total_seconds() / 2
+            result = await asyncio.wait_for(sender.send(message), timeout)
+        except TimeoutError:
+            result = RetryLater("no answer in time")
+        except Exception as exc:  # a sender bug must not kill the dispatcher; the row is retried
+            log.exception("sender %s raised", sender.channel)
+            result = RetryLater(f"sender error: {type(exc).__name__}")
+        if isinstance(result, RetryLater) and result.after is not None:
+            self.counts.rate_limited += 1
+            self._buckets[sender.channel].pause(result.after)
+        await self._record(row, result)
+
+    async def _record(self, row: OutboxMessage, result: SendResult) -> None:
+        now = self.clock()
+        async with transaction(self.engine) as db:
+            current = await db.get(OutboxMessage, row.id)
+            if current is None or current.claimed_by != self.name:
+                return  # erased meanwhile, or taken over after our lease ran out
+            current.claimed_by, current.lease_until = None, None
+            match result:
+                case Sent(provider_ids=ids):
+                    self.counts.sent += 1
+                    current.status, current.sent_at, current.last_error = outbox.SENT, now, None
+                    current.provider_id = ids[0] if ids else None
+                    if current.channel == "telegram" and current.contact_id is not None:
+                        for message_id in ids:
+                            db.add(
+                                ChatMessage(contact_id=current.contact_id, message_id=int(message_id), at=now)
+                            )
+                    if current.ephemeral:
+                        await db.delete(current)
+                        return
+                case RetryLater(reason=reason, after=after) if current.attempts < MAX_ATTEMPTS:
+                    self.counts.retried += 1
+                    current.status, current.last_error = outbox.QUEUED, reason[:200]
+                    current.next_attempt_at = now + timedelta(seconds=self.backoff(current.attempts, after))
+                case RetryLater(reason=reason) | Failed(reason=reason):
+                    self.counts.failed += 1
+                    current.status, current.last_error = outbox.FAILED, reason[:200]
+                    if isinstance(result, Failed) and result.unreachable and current.contact_id is not None:
+                        await self._unreachable(db, current)
+            db.add(current)
+
+    async def _unreachable(self, db: AsyncSession, row: OutboxMessage) -> None:
+        assert row.contact_id is not None
+        if row.channel == "sms":
+            await opt_out(db, row.contact_id)  # the carrier says she opted out: respect it everywhere
+            return
+        contact = await db.get(Contact, row.contact_id)
+        if contact is not None:
+            contact.reachable = False  # she blocked the bot
+            db.add(contact)
+
+    def backoff(self, attempts: int, after: float | None) -> float:
+        """Seconds to wait before the next try: the provider's word, or exponential with jitter."""
+        if after is not None:
+            return after
+        exponential = BACKOFF_BASE * float(2 ** max(attempts - 1, 0))
+        return min(BACKOFF_CAP, exponential) * self.rng.uniform(0.5, 1.5)
+
+    async def forget_old_chat_messages(self) -> int:
+        """Telegram message ids older than 48 hours can no longer be deleted: drop them."""
+        async with transaction(self.engine) as db:
+            result = await db.exec(
+                sa.delete(ChatMessage).where(col(ChatMessage.at) < self.clock() - CLEARABLE)
+            )
+            return int(result.rowcount or 0)
