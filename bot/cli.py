@@ -7,6 +7,7 @@ import asyncio
 import logging
 import sys
 from collections.abc import Sequence
+from signal import SIGINT, SIGTERM
 
 from bot.config import ConfigError, Settings, load_settings
 from bot.flowspec import FlowError
@@ -66,6 +67,27 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="development only: add clearly marked example courses")
     demo.set_defaults(run=_demo)
+
+    dispatch = commands.add_parser("dispatch", help="send the outbox in a process of its own")
+    dispatch.set_defaults(run=_dispatch)
+
+    outbox = commands.add_parser("outbox", help="what the outbox holds")
+    outbox_commands = outbox.add_subparsers(required=True, metavar="COMMAND")
+    status = outbox_commands.add_parser("status", help="messages by channel and status, and those in doubt")
+    status.set_defaults(run=_outbox_status)
+
+    telegram = commands.add_parser("telegram", help="Telegram tools")
+    telegram_commands = telegram.add_subparsers(required=True, metavar="COMMAND")
+    webhook = telegram_commands.add_parser("set-webhook", help="register HAMROH_PUBLIC_URL with Telegram")
+    webhook.set_defaults(run=_telegram_set_webhook)
+    poll = telegram_commands.add_parser("poll", help="development: fetch updates instead of a webhook")
+    poll.set_defaults(run=_telegram_poll)
+
+    sms = commands.add_parser("sms", help="SMS tools")
+    sms_commands = sms.add_subparsers(required=True, metavar="COMMAND")
+    segments = sms_commands.add_parser("segments", help="encoding, segments and length of each text")
+    segments.add_argument("texts", nargs="+", metavar="TEXT")
+    segments.set_defaults(run=_sms_segments)
     return parser
 
 
@@ -74,13 +96,14 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
     from api.app import create_app
     from bot.migrate import behind
-    from bot.runtime import load_content
+    from bot.runtime import channels_said, load_content
 
     flows = load_content(settings)  # a broken flow file stops here, before anything listens
     if asyncio.run(behind(settings.database_url)):
         print("hamroh: the database is not up to date: run `hamroh db upgrade` first", file=sys.stderr)
         return 1
-    app = create_app(settings, flows=flows)
+    app = create_app(settings, flows=flows, dispatch=settings.dispatch_in_process)
+    log.info("channels on: %s", channels_said(settings))
     log.info(
         "serving on http://%s:%s (%s; simulator %s)",
         args.host or settings.host,
@@ -172,6 +195,89 @@ def _demo(settings: Settings, args: argparse.Namespace) -> int:
 
     added = asyncio.run(run())
     log.info("example courses: %d added", added)
+    return 0
+
+
+def _dispatch(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.runtime import build, channels_said, run_dispatcher
+
+    log.info("dispatching for: %s", channels_said(settings))
+
+    async def run() -> None:
+        hamroh = build(settings)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signal in (SIGINT, SIGTERM):
+            loop.add_signal_handler(signal, stop.set)
+        try:
+            await run_dispatcher(settings, hamroh, stop)
+        finally:
+            await hamroh.engine.dispose()
+
+    asyncio.run(run())
+    return 0
+
+
+def _outbox_status(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.outbox_report import report
+
+    for line in asyncio.run(report(settings.database_url)):
+        print(line)
+    return 0
+
+
+def _telegram_set_webhook(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.channels.telegram import SetupError, set_webhook
+
+    if not settings.telegram_on or not settings.public_url:
+        print(
+            "hamroh: set HAMROH_TELEGRAM_TOKEN, HAMROH_TELEGRAM_SECRET and HAMROH_PUBLIC_URL first",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        asyncio.run(set_webhook(settings))
+    except SetupError as exc:
+        print(f"hamroh: {exc}", file=sys.stderr)
+        return 1
+    print(f"webhook set: {settings.public_url.rstrip('/')}/webhooks/telegram")
+    return 0
+
+
+def _telegram_poll(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.channels.telegram import SetupError
+    from bot.channels.telegram_updates import poll
+    from bot.runtime import build, run_dispatcher
+
+    if not settings.telegram_on:
+        print("hamroh: set HAMROH_TELEGRAM_TOKEN and HAMROH_TELEGRAM_SECRET first", file=sys.stderr)
+        return 2
+
+    async def run() -> None:
+        hamroh = build(settings)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signal in (SIGINT, SIGTERM):
+            loop.add_signal_handler(signal, stop.set)
+        try:  # replies leave through the dispatcher, as always
+            await asyncio.gather(poll(settings, hamroh, stop=stop), run_dispatcher(settings, hamroh, stop))
+        finally:
+            stop.set()
+            await hamroh.engine.dispose()
+
+    try:
+        asyncio.run(run())
+    except SetupError as exc:
+        print(f"hamroh: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _sms_segments(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.channels.sms import segments_report
+
+    for line in segments_report(args.texts):
+        print(line)
     return 0
 
 

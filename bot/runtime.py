@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from bot.config import Settings
 from bot.crypto import Vault, development_keys, make_vault
 from bot.db import create_engine
+from bot.dispatcher import Dispatcher, Limits
 from bot.flowload import load_flowset
 from bot.flows import FlowSet
 from bot.i18n import load_translations
+from bot.senders import Sender
 from bot.service import Hamroh
 
 log = logging.getLogger(__name__)
@@ -52,3 +55,59 @@ def build(settings: Settings, flows: FlowSet | None = None) -> Hamroh:
         clock=utc_now,
         new_token=new_token,
     )
+
+
+def senders_for(settings: Settings) -> list[Sender]:
+    """A sender for each channel whose credentials are configured (call inside the event loop)."""
+    from bot.channels.telegram import TelegramSender
+    from bot.channels.twilio import sms_sender
+
+    senders: list[Sender] = []
+    if settings.telegram_on:
+        senders.append(TelegramSender.from_settings(settings))
+    if settings.sms_on:
+        senders.append(sms_sender(settings))
+    return senders
+
+
+def limits_for(settings: Settings) -> Limits:
+    """The providers' rates as configured."""
+    return Limits(
+        per_second={
+            "telegram": settings.telegram_messages_per_second,
+            "sms": settings.twilio_segments_per_second,
+        },
+        per_chat_gap={"telegram": 1 / settings.telegram_chat_messages_per_second},
+    )
+
+
+def dispatcher_for(settings: Settings, hamroh: Hamroh, senders: list[Sender]) -> Dispatcher:
+    """The dispatcher for these settings, sending through `senders`."""
+    return Dispatcher(
+        engine=hamroh.engine,
+        vault=hamroh.vault,
+        senders=senders,
+        limits=limits_for(settings),
+        clock=hamroh.clock,
+        lease=timedelta(seconds=settings.dispatch_lease_seconds),
+    )
+
+
+def channels_said(settings: Settings) -> str:
+    """Which channels are on, for the first line of `hamroh serve` (never a credential)."""
+    on = [name for name, is_on in (("telegram", settings.telegram_on), ("sms", settings.sms_on)) if is_on]
+    return ", ".join(on) if on else "none (set HAMROH_TELEGRAM_* or HAMROH_TWILIO_*; see README)"
+
+
+async def run_dispatcher(settings: Settings, hamroh: Hamroh, stop: asyncio.Event) -> None:
+    """Run a dispatcher for the configured channels until `stop` is set, then close the senders."""
+    senders = senders_for(settings)
+    if not senders:
+        log.info("no channel is configured: the dispatcher has nothing to send")
+        await stop.wait()
+        return
+    try:
+        await dispatcher_for(settings, hamroh, senders).run(stop)
+    finally:
+        for sender in senders:
+            await sender.close()
