@@ -157,6 +157,8 @@ def _global_word(acc: _Acc, folded: str) -> bool:
         _enter(acc, "main.help")
     elif folded in words.erase:
         _enter(acc, "main.erase")
+    elif folded in words.clear and "main.clear_chat" in acc.flows.nodes:
+        _enter(acc, "main.clear_chat")
     else:
         return False
     return True

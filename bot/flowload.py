@@ -273,6 +273,7 @@ def _words(spec: WordsSpec) -> Words:
         erase=folded(spec.erase),
         stop=folded(spec.stop),
         start=folded(spec.start),
+        clear=folded(spec.clear),
         languages=MappingProxyType({str(k): v for k, v in spec.languages.items()}),
     )
 

@@ -116,6 +116,7 @@ class Words:
     erase: frozenset[str]
     stop: frozenset[str]
     start: frozenset[str]
+    clear: frozenset[str]
     languages: Mapping[str, str]
 
 

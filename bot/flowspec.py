@@ -103,6 +103,7 @@ class WordsSpec(_Spec):
     erase: list[str]
     stop: list[str]
     start: list[str]
+    clear: list[str] = []
     languages: dict[Literal["tg", "ru", "en"], str]
 
 

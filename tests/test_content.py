@@ -65,3 +65,10 @@ def test_every_screen_offers_a_way_on(flows: FlowSet) -> None:
         for part in range(len(node.texts)):
             reply = screen(flows, Session(lang="tg", node=node.ref), node, part, ())
             assert reply.options or reply.menu, f"{node.ref} is a dead end"
+
+
+@pytest.mark.parametrize("command", ["/clear", "очистить", "тоза кардан"])
+def test_clear_this_chat_is_a_command_too_and_asks_first(flows: FlowSet, command: str) -> None:
+    turn = step(flows, Session(lang="tg", node="legal.menu"), Input(command), NOW)
+    assert turn.session.node == "main.clear_chat"
+    assert turn.events == ()
