@@ -117,3 +117,18 @@ def test_example_courses_are_refused_outside_development(tmp_path: Path) -> None
     result = run(["demo"], tmp_path, HAMROH_ENV="production", **keys)
     assert result.returncode == 2
     assert "development only" in result.stderr
+
+
+def test_sms_segments_prints_encoding_segments_and_length(tmp_path: Path) -> None:
+    result = run(["sms", "segments", "Салом", "hello €", "x" * 161], tmp_path)
+    assert result.returncode == 0
+    assert result.stdout.splitlines() == ["ucs2 1 5", "gsm7 1 7", "gsm7 2 161"]
+
+
+def test_outbox_status_counts_without_showing_anyone(tmp_path: Path) -> None:
+    assert run(["db", "upgrade"], tmp_path).returncode == 0
+    assert run(["outbox", "status"], tmp_path).stdout.strip() == "the outbox is empty"
+    run(["chat", "--from", "+992900000013"], tmp_path, stdin="hello\n")
+    report = run(["outbox", "status"], tmp_path).stdout
+    assert report.split() == ["sms", "reply", "sent", "1"]
+    assert "992" not in report
