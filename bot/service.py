@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -54,6 +54,7 @@ class Inbound:
     provider_id: str | None = None  # Telegram update id or Twilio MessageSid: handled once
     message_id: int | None = None  # her Telegram message, kept 48 hours for "Clear this chat"
     simulated: bool = False  # from the simulator: replies are read back by it, never sent
+    callback_query_id: str | None = None  # Telegram: the pressed button, answered through the outbox
 
 
 @dataclass(frozen=True)
@@ -222,8 +223,19 @@ class Hamroh:
         ephemeral: bool = False,
     ) -> tuple[int, ...]:
         if turn.session.opted_out and not any(isinstance(e, OptedOut) for e in turn.events):
-            return ()  # nothing is sent to her after a stop word but its confirmation
+            turn = replace(turn, replies=())  # nothing is sent to her after a stop word but its confirmation
         sealed = self.vault.seal(address)
+        answer = []
+        if inbound.callback_query_id is not None:  # first, so her button stops spinning before the reply
+            answer = [
+                telegram.answer_row(
+                    self.vault,
+                    contact_id=contact_id,
+                    address=address,
+                    callback_query_id=inbound.callback_query_id,
+                    now=now,
+                )
+            ]
         rows = [
             outbox.row(
                 self.vault,
@@ -237,7 +249,7 @@ class Hamroh:
             )
             for reply in turn.replies
         ]
-        return await outbox.add(db, rows)
+        return await outbox.add(db, answer + rows)
 
 
 def wire(channel: Channel, reply: Reply, session: Session) -> dict[str, Any]:

@@ -1,0 +1,1 @@
+"""Fake provider servers for tests and benchmarks, spoken to over real HTTP."""
