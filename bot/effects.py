@@ -15,7 +15,7 @@ from bot.model import Channel, ClearChatRequested, EscalationRequested, Event, S
 from bot.store import Case, ChatMessage, Contact, Delivery, OutboxMessage, RequestLogEntry
 
 CLEARABLE = timedelta(hours=48)  # Telegram lets a bot delete messages of the last 48 hours only
-TWILIO_SID = re.compile(r"^(SM|MM)[0-9a-fA-F]{32}$")
+TWILIO_SID = re.compile(r"(SM|MM)[0-9a-fA-F]{32}")
 
 
 async def apply(
@@ -89,7 +89,7 @@ async def erase_her(db: AsyncSession, vault: Vault, contact: Contact, address: s
         {
             sid
             for sid in [*(await db.exec(sent)).all(), *(await db.exec(received)).all()]
-            if sid and TWILIO_SID.match(sid)
+            if sid and TWILIO_SID.fullmatch(sid)
         }
     )
     await erase.everything(db, contact.id)

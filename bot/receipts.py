@@ -15,7 +15,21 @@ from bot.service import Hamroh
 from bot.store import Contact, ConversationState, OutboxMessage
 
 log = logging.getLogger(__name__)
-DELIVERY_STATES = ("queued", "accepted", "sending", "sent", "delivered", "undelivered", "failed", "read")
+DELIVERY_STATES = (
+    "queued",
+    "accepted",
+    "scheduled",
+    "sending",
+    "sent",
+    "delivered",
+    "partially_delivered",
+    "undelivered",
+    "failed",
+    "canceled",
+    "read",
+    "receiving",
+    "received",
+)
 CARRIER_OPT_OUT = "21610"  # Twilio: the recipient has replied STOP to this sender (carrier-level opt-out)
 
 

@@ -1,0 +1,138 @@
+"""Twilio's webhooks: her SMS in, delivery reports back. Signed, form-encoded, thin.
+
+The signature is checked against the configured public URL, not the Host header, so it holds behind a
+reverse proxy. Nothing is read into the service before the signature is good. Replies never go back in
+the webhook's answer (an empty TwiML `<Response/>`): they leave through the outbox like every message.
+"""
+
+from __future__ import annotations
+
+import logging
+from email.message import Message
+from typing import Annotated
+from urllib.parse import parse_qsl
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import Response
+
+from api.deps import HamrohDep, SettingsDep
+from bot.channels import twilio
+from bot.crypto import AddressError
+from bot.receipts import delivery_report
+
+log = logging.getLogger(__name__)
+EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
+MAX_FIELDS = 100  # Twilio sends about 20; a form of thousands of fields is not Twilio's
+
+router = APIRouter()
+
+
+async def signed_form(request: Request, settings: SettingsDep) -> twilio.Form:
+    """The webhook's form, once Twilio's signature of it is verified; a 4xx saying what is wrong otherwise."""
+    signature = request.headers.get("x-twilio-signature")
+    token = settings.twilio_auth_token
+    if not signature or token is None:
+        raise HTTPException(403, "not signed by Twilio")
+    if not _is_form(request.headers.get("content-type", "")):
+        raise HTTPException(415, "send the form as application/x-www-form-urlencoded")
+    body = await _read(request, settings.max_request_bytes)
+    form = _parse(body)
+    if not twilio.signature_valid(
+        token.get_secret_value(), _signed_url(request, settings.public_url), form, signature
+    ):
+        raise HTTPException(403, "not signed by Twilio")
+    return form
+
+
+SignedForm = Annotated[twilio.Form, Depends(signed_form)]
+
+
+@router.post(twilio.INBOUND_PATH)
+async def inbound_sms(form: SignedForm, hamroh: HamrohDep) -> Response:
+    """Her SMS: one turn; 503 if it fails, so Twilio delivers it again (its MessageSid is handled once)."""
+    try:
+        message = twilio.inbound(form)
+    except twilio.WebhookError as exc:
+        raise HTTPException(400, str(exc)) from None
+    try:
+        await hamroh.handle(message)
+    except AddressError:
+        return _twiml()  # not a phone number (a short code, a channel address): nobody to answer
+    except Exception as exc:  # the turn rolled back; Twilio retries on 5xx
+        # The class only: a database error's message may carry the statement's parameters.
+        log.warning("SMS turn failed (%s); Twilio will deliver it again", type(exc).__name__)
+        return Response("try again later", status_code=503, media_type="text/plain")
+    return _twiml()
+
+
+@router.post(twilio.STATUS_PATH)
+async def delivery_status(form: SignedForm, hamroh: HamrohDep) -> Response:
+    """A delivery report for a message we sent; 21610 (she opted out at the carrier) stops further SMS."""
+    try:
+        status = twilio.delivery_status(form)
+    except twilio.WebhookError as exc:
+        raise HTTPException(400, str(exc)) from None
+    try:
+        await delivery_report(
+            hamroh, provider_id=status.message_sid, status=status.status, error_code=status.error_code
+        )
+    except Exception as exc:
+        log.warning("delivery report not recorded (%s); Twilio may send it again", type(exc).__name__)
+        return Response("try again later", status_code=503, media_type="text/plain")
+    return _twiml()
+
+
+def _twiml() -> Response:
+    return Response(EMPTY_TWIML, media_type="text/xml")
+
+
+def _is_form(content_type: str) -> bool:
+    header = Message()
+    header["content-type"] = content_type
+    return header.get_content_type() == "application/x-www-form-urlencoded"
+
+
+async def _read(request: Request, limit: int) -> bytes:
+    """The body, refused with 413 as soon as it passes `limit` (announced or not)."""
+    announced = request.headers.get("content-length", "")
+    if announced.isdigit() and int(announced) > limit:
+        raise HTTPException(413, f"the body is over {limit} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise HTTPException(413, f"the body is over {limit} bytes")
+    return bytes(body)
+
+
+def _parse(body: bytes) -> twilio.Form:
+    try:
+        pairs = parse_qsl(
+            body.decode("utf-8"),
+            keep_blank_values=True,
+            strict_parsing=True,
+            encoding="utf-8",
+            errors="strict",
+            max_num_fields=MAX_FIELDS,
+        )
+    except ValueError:  # not UTF-8, a field without "=", bad percent-escapes, or too many fields
+        raise HTTPException(400, "the body is not a valid form") from None
+    form: dict[str, list[str]] = {}
+    for name, value in pairs:
+        form.setdefault(name, []).append(value)
+    return form
+
+
+def _signed_url(request: Request, public_url: str | None) -> str:
+    """The URL Twilio signed: the public URL and the path under the app (and the query, if any).
+
+    Without a public URL, the URL the request arrived at (right only when no proxy stands in front).
+    """
+    if public_url is None:
+        return str(request.url)
+    root = request.scope.get("root_path", "")
+    path = request.url.path
+    if root and path.startswith(root):
+        path = path[len(root) :]
+    query = request.url.query
+    return f"{public_url.rstrip('/')}{path}" + (f"?{query}" if query else "")
