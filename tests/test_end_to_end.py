@@ -1,0 +1,169 @@
+"""Whole paths: her message at the webhook, one turn, the outbox, the dispatcher, the provider's API.
+
+The real python-telegram-bot and twilio SDKs talk HTTP to the fake servers; the app, the service, the
+store and the dispatcher are Hamroh's own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import httpx
+from sqlmodel import select
+
+from api.app import create_app
+from bot.config import Settings
+from bot.db import transaction
+from bot.runtime import run_dispatcher
+from bot.service import Hamroh
+from bot.store import Contact, OutboxMessage
+from tests.conftest import TEST_ENCRYPTION_KEY, TEST_HASH_KEY
+from tests.fakes.telegram_api import FakeTelegram, Her
+from tests.fakes.twilio_api import FakeTwilio, inbound_sms_form, signed_request
+
+PUBLIC = "https://hamroh.example.org"
+HER_PHONE = "+992935551234"
+OUR_NUMBER = "+15005550006"
+
+
+def settings_for(tmp_path: Path, database_url: str, **channel: object) -> Settings:
+    return Settings(
+        env="development",
+        database_url=database_url,
+        var_dir=tmp_path,
+        public_url=PUBLIC,
+        encryption_key=TEST_ENCRYPTION_KEY,
+        hash_key=TEST_HASH_KEY,
+        telegram_chat_messages_per_second=100,
+        twilio_segments_per_second=100,
+        **channel,
+    )  # type: ignore[arg-type]
+
+
+@asynccontextmanager
+async def sending(settings: Settings, hamroh: Hamroh) -> AsyncIterator[None]:
+    """The dispatcher runs while the block does."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_dispatcher(settings, hamroh, stop))
+    try:
+        yield
+    finally:
+        stop.set()
+        await task
+
+
+async def until(condition: Callable[[], bool], within: float = 10.0) -> None:
+    for _ in range(int(within / 0.02)):
+        if condition():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("timed out")
+
+
+async def test_sms_from_webhook_to_twilio_and_erased_at_twilio_too(
+    tmp_path: Path, database_url: str, hamroh: Hamroh
+) -> None:
+    with FakeTwilio() as twilio:
+        settings = settings_for(
+            tmp_path,
+            database_url,
+            twilio_account_sid=twilio.account_sid,
+            twilio_auth_token=twilio.auth_token,
+            twilio_from=OUR_NUMBER,
+            twilio_api_url=twilio.api_url,
+        )
+        app = create_app(settings, hamroh)
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://testserver"
+        ) as web:
+
+            async def she_texts(body: str) -> str:
+                sid = twilio.receive(from_=HER_PHONE, body=body)  # Twilio keeps what she sent
+                form = inbound_sms_form(
+                    HER_PHONE, body, to=OUR_NUMBER, account_sid=twilio.account_sid, message_sid=sid
+                )
+                request = signed_request(twilio.auth_token, f"{PUBLIC}/webhooks/sms", form)
+                answer = await web.post(request.path, content=request.body, headers=request.headers)
+                assert answer.status_code == 200
+                return sid
+
+            async with sending(settings, hamroh):
+                received = [await she_texts("Салом")]
+                await until(lambda: len(twilio.messages) == 1)
+                welcome = twilio.messages[0]
+                assert welcome.to == HER_PHONE
+                assert (
+                    hamroh.flows.text("tg", "Hello! I am Hamroh, free help for women. Language:")
+                    in welcome.body
+                )
+                assert welcome.status_callback == f"{PUBLIC}/webhooks/sms/status"
+
+                report = twilio.status_callback(welcome.sid, "delivered")
+                answer = await web.post(report.path, content=report.body, headers=report.headers)
+                assert answer.status_code == 200
+                async with transaction(hamroh.engine) as db:
+                    row = (
+                        await db.exec(select(OutboxMessage).where(OutboxMessage.provider_id == welcome.sid))
+                    ).one()
+                assert row.delivery == "delivered"
+
+                received.append(await she_texts("1"))
+                received.append(await she_texts("маълумоти маро нест кунед"))
+                await until(lambda: len(twilio.messages) == 3)
+                received.append(await she_texts("1"))  # "Yes, delete"
+                await until(lambda: len(twilio.messages) == 4 and len(twilio.deleted) == 7)
+            sent = [m.sid for m in twilio.messages]
+            assert set(twilio.deleted) == set(received) | set(sent[:3])  # all but the confirmation itself
+            async with transaction(hamroh.engine) as db:
+                assert (await db.exec(select(Contact))).all() == []
+                assert (await db.exec(select(OutboxMessage))).all() == []
+
+
+async def test_telegram_from_webhook_to_the_bot_api_buttons_answers_and_clearing(
+    tmp_path: Path, database_url: str, hamroh: Hamroh
+) -> None:
+    with FakeTelegram() as telegram:
+        settings = settings_for(
+            tmp_path,
+            database_url,
+            telegram_token=telegram.token,
+            telegram_secret="e2e-secret",
+            telegram_api_url=telegram.api_url,
+        )
+        app = create_app(settings, hamroh)
+        her = Her(chat_id=424242)
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://testserver"
+        ) as web:
+
+            async def delivers(update: dict[str, object]) -> None:
+                answer = await web.post(
+                    "/webhooks/telegram",
+                    json=update,
+                    headers={"X-Telegram-Bot-Api-Secret-Token": "e2e-secret"},
+                )
+                assert answer.status_code == 200
+
+            async with sending(settings, hamroh):
+                await delivers(her.says("Салом"))
+                await until(lambda: len(telegram.calls_to("sendMessage")) == 1)
+                greeting = telegram.calls_to("sendMessage")[0]
+                assert greeting.chat_id == 424242
+                await delivers(her.presses("lang:tg"))
+                await until(lambda: len(telegram.calls_to("sendMessage")) == 2)
+                assert len(telegram.calls_to("answerCallbackQuery")) == 1
+                await delivers(her.says("/clear"))
+                await until(lambda: len(telegram.calls_to("sendMessage")) == 3)
+                await delivers(her.presses("main.clear_chat:clear_chat_done"))
+                await until(
+                    lambda: (
+                        len(telegram.calls_to("deleteMessages")) == 1
+                        and len(telegram.calls_to("sendMessage")) == 4
+                    )
+                )
+            deleted = telegram.calls_to("deleteMessages")[0]
+            assert deleted.chat_id == 424242
+            assert len(deleted.params["message_ids"]) >= 5  # hers and the bot's of the last two days
