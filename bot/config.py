@@ -49,6 +49,7 @@ class Settings(BaseSettings):
     twilio_from: str | None = None  # the sender number, E.164
     twilio_messaging_service_sid: str | None = Field(default=None, pattern=r"^MG[0-9a-fA-F]{32}$")
     twilio_api_url: str = "https://api.twilio.com"
+    twilio_timeout_seconds: float = Field(default=10, gt=0)  # the SDK's async client has none of its own
 
     # The dispatcher.
     dispatch_in_process: bool = True  # `hamroh serve` runs it; `hamroh dispatch` runs it alone

@@ -66,7 +66,7 @@ def senders_for(settings: Settings) -> list[Sender]:
     if settings.telegram_on:
         senders.append(TelegramSender.from_settings(settings))
     if settings.sms_on:
-        senders.append(sms_sender(settings))
+        senders.append(sms_sender(settings, timeout=settings.twilio_timeout_seconds))
     return senders
 
 
