@@ -268,10 +268,15 @@ class Dispatcher:
                 case RetryLater(reason=reason, after=after) if current.attempts < MAX_ATTEMPTS:
                     self.counts.retried += 1
                     current.status, current.last_error = outbox.QUEUED, reason[:200]
-                    current.next_attempt_at = now + timedelta(seconds=self.backoff(current.attempts, after))
+                    wait = self.backoff(current.attempts, after)
+                    current.next_attempt_at = now + timedelta(seconds=wait)
+                    log.warning(
+                        "%s message %s: %s; trying again in %.0f s", current.channel, current.id, reason, wait
+                    )
                 case RetryLater(reason=reason) | Failed(reason=reason):
                     self.counts.failed += 1
                     current.status, current.last_error = outbox.FAILED, reason[:200]
+                    log.warning("%s message %s failed for good: %s", current.channel, current.id, reason)
                     if isinstance(result, Failed) and result.unreachable and current.contact_id is not None:
                         await self._unreachable(db, current)
             db.add(current)
