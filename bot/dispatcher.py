@@ -50,6 +50,7 @@ class Limits:
 
     per_second: Mapping[Channel, float]
     per_chat_gap: Mapping[Channel, float]
+    burst: Mapping[Channel, float] = field(default_factory=dict)  # default: one second's worth
 
 
 @dataclass
@@ -87,7 +88,8 @@ class Dispatcher:
     def __post_init__(self) -> None:
         for sender in self.senders:
             rate = self.limits.per_second.get(sender.channel, 1.0)
-            self._buckets[sender.channel] = TokenBucket(rate=rate, burst=max(1.0, rate))
+            burst = self.limits.burst.get(sender.channel, rate)
+            self._buckets[sender.channel] = TokenBucket(rate=rate, burst=max(1.0, burst))
             gap = self.limits.per_chat_gap.get(sender.channel)
             if gap:
                 self._gaps[sender.channel] = PerChatGap(gap)
@@ -228,10 +230,10 @@ class Dispatcher:
         except ValueError:
             await self._record(row, Failed("cannot open the sealed message (wrong key?)"))
             return
+        await self._buckets[sender.channel].take(sender.cost(message))
         gap = self._gaps.get(sender.channel)
         if gap is not None and row.kind != "command":
-            await gap.wait(message.address)
-        await self._buckets[sender.channel].take(sender.cost(message))
+            await gap.wait(message.address)  # last, so her turn is booked right before the send
         try:
             timeout = self.lease.total_seconds() / 2
             result = await asyncio.wait_for(sender.send(message), timeout)

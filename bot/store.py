@@ -103,6 +103,15 @@ class OutboxMessage(SQLModel, table=True):
     __table_args__ = (
         sa.Index("ix_outbox_pending", "status", "next_attempt_at", "priority", "id"),
         sa.Index("ix_outbox_contact_order", "contact_id", "id"),
+        # Only rows still waiting: "is an earlier message of hers waiting?" stays cheap however long
+        # her history, and whatever the planner's statistics say.
+        sa.Index(
+            "ix_outbox_waiting",
+            "contact_id",
+            "id",
+            postgresql_where=sa.text("status IN ('queued', 'sending')"),
+            sqlite_where=sa.text("status IN ('queued', 'sending')"),
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)
