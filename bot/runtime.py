@@ -78,7 +78,7 @@ def limits_for(settings: Settings) -> Limits:
             "sms": settings.twilio_segments_per_second,
         },
         per_chat_gap={"telegram": 1 / settings.telegram_chat_messages_per_second},
-        # Smooth, not bursty: a burst on top of a full second's rate is what Telegram's flood control punishes.
+        # Smooth, not bursty: a burst on top of a full second's rate is what Telegram punishes.
         burst={"telegram": max(1.0, settings.telegram_messages_per_second / 10)},
     )
 
