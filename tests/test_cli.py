@@ -132,3 +132,29 @@ def test_outbox_status_counts_without_showing_anyone(tmp_path: Path) -> None:
     report = run(["outbox", "status"], tmp_path).stdout
     assert report.split() == ["sms", "reply", "sent", "1"]
     assert "992" not in report
+
+
+def test_telegram_set_webhook_registers_the_public_url_with_its_secret(tmp_path: Path) -> None:
+    from tests.fakes.telegram_api import FakeTelegram
+
+    with FakeTelegram() as fake:
+        env = {
+            "HAMROH_TELEGRAM_TOKEN": fake.token,
+            "HAMROH_TELEGRAM_SECRET": "cli-webhook-secret",
+            "HAMROH_TELEGRAM_API_URL": fake.api_url,
+            "HAMROH_PUBLIC_URL": "https://hamroh.example.org",
+        }
+        result = run(["telegram", "set-webhook"], tmp_path, **env)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip() == "webhook set: https://hamroh.example.org/webhooks/telegram"
+        assert fake.webhook is not None
+        assert fake.webhook["url"] == "https://hamroh.example.org/webhooks/telegram"
+        assert fake.webhook["secret_token"] == "cli-webhook-secret"
+        assert fake.token not in result.stdout + result.stderr
+
+
+def test_telegram_commands_refuse_without_credentials(tmp_path: Path) -> None:
+    for command in (["telegram", "set-webhook"], ["telegram", "poll"]):
+        result = run(command, tmp_path)
+        assert result.returncode == 2
+        assert "HAMROH_TELEGRAM_TOKEN" in result.stderr
