@@ -6,12 +6,16 @@ import argparse
 import asyncio
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from signal import SIGINT, SIGTERM
+from typing import TYPE_CHECKING
 
 from bot.config import ConfigError, Settings, load_settings
 from bot.flowspec import FlowError
 from bot.logs import configure_logging
+
+if TYPE_CHECKING:
+    from bot.service import Hamroh
 
 log = logging.getLogger("hamroh")
 
@@ -198,10 +202,9 @@ def _demo(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _dispatch(settings: Settings, args: argparse.Namespace) -> int:
-    from bot.runtime import build, channels_said, run_dispatcher
-
-    log.info("dispatching for: %s", channels_said(settings))
+def _until_signalled(settings: Settings, work: Callable[[Hamroh, asyncio.Event], Awaitable[object]]) -> None:
+    """Run `work` with the service until SIGINT or SIGTERM sets its stop event; then close the database."""
+    from bot.runtime import build
 
     async def run() -> None:
         hamroh = build(settings)
@@ -210,11 +213,19 @@ def _dispatch(settings: Settings, args: argparse.Namespace) -> int:
         for signal in (SIGINT, SIGTERM):
             loop.add_signal_handler(signal, stop.set)
         try:
-            await run_dispatcher(settings, hamroh, stop)
+            await work(hamroh, stop)
         finally:
+            stop.set()
             await hamroh.engine.dispose()
 
     asyncio.run(run())
+
+
+def _dispatch(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.runtime import channels_said, run_dispatcher
+
+    log.info("dispatching for: %s", channels_said(settings))
+    _until_signalled(settings, lambda hamroh, stop: run_dispatcher(settings, hamroh, stop))
     return 0
 
 
@@ -247,26 +258,18 @@ def _telegram_set_webhook(settings: Settings, args: argparse.Namespace) -> int:
 def _telegram_poll(settings: Settings, args: argparse.Namespace) -> int:
     from bot.channels.telegram import SetupError
     from bot.channels.telegram_updates import poll
-    from bot.runtime import build, run_dispatcher
+    from bot.runtime import run_dispatcher
 
     if not settings.telegram_on:
         print("hamroh: set HAMROH_TELEGRAM_TOKEN and HAMROH_TELEGRAM_SECRET first", file=sys.stderr)
         return 2
 
-    async def run() -> None:
-        hamroh = build(settings)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signal in (SIGINT, SIGTERM):
-            loop.add_signal_handler(signal, stop.set)
-        try:  # replies leave through the dispatcher, as always
-            await asyncio.gather(poll(settings, hamroh, stop=stop), run_dispatcher(settings, hamroh, stop))
-        finally:
-            stop.set()
-            await hamroh.engine.dispose()
+    def work(hamroh: Hamroh, stop: asyncio.Event) -> Awaitable[object]:
+        # Replies leave through the dispatcher, as always.
+        return asyncio.gather(poll(settings, hamroh, stop=stop), run_dispatcher(settings, hamroh, stop))
 
     try:
-        asyncio.run(run())
+        _until_signalled(settings, work)
     except SetupError as exc:
         print(f"hamroh: {exc}", file=sys.stderr)
         return 1
