@@ -23,6 +23,7 @@ from bot.flows import FlowSet
 from bot.i18n import Translations, load_translations
 from bot.migrate import upgrade
 from bot.service import Hamroh
+from bot.store import Contact
 
 POSTGRES_URL = os.environ.get("HAMROH_TEST_POSTGRES_URL")
 TEST_ENCRYPTION_KEY = "x8Jm2C0j0W2oQ2gQJ3bq1V5xvJt0m7Ykq3d7S0xwZ3U="
@@ -143,4 +144,16 @@ def settings(tmp_path: Path, sqlite_url: str) -> Settings:
         var_dir=tmp_path,
         encryption_key=TEST_ENCRYPTION_KEY,
         hash_key=TEST_HASH_KEY,
+    )
+
+
+def telegram_contact(vault: Vault, address: str, now: datetime) -> Contact:
+    """A contact row as the service would create it for a Telegram chat (for tests that fill the outbox)."""
+    return Contact(
+        channel="telegram",
+        fingerprint=vault.fingerprint(address),
+        address=vault.seal(address),
+        pseudonym="p",
+        pseudonym_month=now.strftime("%Y-%m"),
+        created_at=now,
     )

@@ -21,8 +21,8 @@ from sqlmodel import col, select
 from bot import outbox
 from bot.crypto import Vault
 from bot.db import create_engine, transaction
-from bot.store import Contact, OutboxMessage
-from tests.conftest import TEST_ENCRYPTION_KEY, TEST_HASH_KEY, Clock
+from bot.store import OutboxMessage
+from tests.conftest import TEST_ENCRYPTION_KEY, TEST_HASH_KEY, Clock, telegram_contact
 from tests.fakes.telegram_api import FakeTelegram
 
 WOMEN = 40
@@ -36,14 +36,7 @@ async def fill_outbox(url: str, vault: Vault, clock: Clock) -> None:
         async with transaction(engine) as db:
             for n in range(WOMEN):
                 address = f"tg:{5000 + n}"
-                contact = Contact(
-                    channel="telegram",
-                    fingerprint=vault.fingerprint(address),
-                    address=vault.seal(address),
-                    pseudonym="p",
-                    pseudonym_month="2026-11",
-                    created_at=clock(),
-                )
+                contact = telegram_contact(vault, address, clock())
                 db.add(contact)
                 await db.flush()
                 rows = [

@@ -24,7 +24,7 @@ from bot.model import Channel
 from bot.ratelimit import PerChatGap, TokenBucket
 from bot.senders import Failed, Outgoing, RetryLater, SendResult, Sent
 from bot.store import ChatMessage, Contact, OutboxMessage
-from tests.conftest import Clock
+from tests.conftest import Clock, telegram_contact
 
 FAST = Limits(per_second={"sms": 1000.0, "telegram": 1000.0}, per_chat_gap={})
 
@@ -65,14 +65,7 @@ async def engine(database_url: str) -> AsyncEngine:
 
 async def a_contact(engine: AsyncEngine, vault: Vault, clock: Clock, address: str) -> int:
     async with transaction(engine) as db:
-        contact = Contact(
-            channel="telegram",
-            fingerprint=vault.fingerprint(address),
-            address=vault.seal(address),
-            pseudonym="p",
-            pseudonym_month="2026-11",
-            created_at=clock(),
-        )
+        contact = telegram_contact(vault, address, clock())
         db.add(contact)
         await db.flush()
         assert contact.id is not None
