@@ -43,6 +43,11 @@ class RedactingFilter(logging.Filter):
         cleaned = redact(message)
         if cleaned != message or record.args:
             record.msg, record.args = cleaned, None
+        if record.exc_info:
+            # A traceback's last line is the exception's message, which may quote a token or a number;
+            # formatters cache the text on the record, so the redacted one is what every handler shows.
+            text = record.exc_text or logging.Formatter().formatException(record.exc_info)
+            record.exc_text = redact(text)
         return True
 
 

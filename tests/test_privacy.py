@@ -106,3 +106,16 @@ def test_redaction_removes_tokens_numbers_and_chat_ids() -> None:
     for secret in ("AAHk3jsd8f7", "8877665544", "771 19 42", "0123456789abcdef"):
         assert secret not in cleaned
     assert "sendMessage" in cleaned
+
+
+def test_a_logged_traceback_is_redacted_too(caplog: pytest.LogCaptureFixture) -> None:
+    install_redaction(caplog.handler)
+    try:
+        raise ValueError(
+            "The token `123456789:AAHk3jsd8f7sdf6sd5f4sd3f2sd1f0sdfsdf` was rejected for +992 93 771 19 42"
+        )
+    except ValueError:
+        logging.getLogger("bot.test").exception("sending failed")
+    assert "AAHk3jsd8f7" not in caplog.text
+    assert "771 19 42" not in caplog.text
+    assert "ValueError" in caplog.text
