@@ -42,6 +42,7 @@ MAX_ATTEMPTS = 10
 BACKOFF_BASE = 2.0  # seconds before the first retry; doubled each time
 BACKOFF_CAP = 600.0
 HOUSEKEEPING = timedelta(minutes=1)
+DATABASE_RETRY = 2.0  # seconds between attempts while the database does not answer
 
 
 @dataclass(frozen=True)
@@ -109,7 +110,13 @@ class Dispatcher:
                 if self.clock() - tidied > HOUSEKEEPING:
                     tidied = self.clock()
                     await self._tidy(held)
-                claimed = await self.claim(held, self.concurrency - len(self._in_flight)) if held else []
+                try:
+                    claimed = await self.claim(held, self.concurrency - len(self._in_flight)) if held else []
+                except Exception as exc:  # the database is away: keep trying, never stop sending for good
+                    log.warning("cannot claim messages (%s); trying again", type(exc).__name__)
+                    claimed = []
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), DATABASE_RETRY)
                 for row in claimed:
                     task = asyncio.create_task(self._deliver(row))
                     self._in_flight.add(task)
@@ -144,7 +151,12 @@ class Dispatcher:
                 log.warning("cannot take the %s sender lock: %s", channel, type(exc).__name__)
         for channel in now_held - held:
             # Whoever held this channel before us is gone: what they had in flight is in doubt.
-            await self.recover(channel)
+            try:
+                await self.recover(channel)
+            except Exception as exc:  # not ours until recovered: try again next round
+                log.warning("cannot recover %s messages in doubt (%s)", channel, type(exc).__name__)
+                now_held.discard(channel)
+                continue
             log.info("%s: active sender for %s", self.name, channel)
         return now_held
 
@@ -245,7 +257,10 @@ class Dispatcher:
         if isinstance(result, RetryLater) and result.after is not None:
             self.counts.rate_limited += 1
             self._buckets[sender.channel].pause(result.after)
-        await self._record(row, result)
+        try:
+            await self._record(row, result)
+        except Exception as exc:  # the row stays "sending"; its lease runs out and it is in doubt, not lost
+            log.warning("%s message %s: result not recorded (%s)", row.channel, row.id, type(exc).__name__)
 
     async def _record(self, row: OutboxMessage, result: SendResult) -> None:
         now = self.clock()

@@ -315,3 +315,23 @@ async def test_one_message_a_second_to_one_chat() -> None:
     assert now[0] == 0
     await gap.wait("tg:1")
     assert now[0] == pytest.approx(1.0)
+
+
+async def test_a_database_that_stops_answering_for_a_while_does_not_stop_the_dispatcher(
+    engine: AsyncEngine, vault: Vault, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    her = await a_contact(engine, vault, clock, "tg:1")
+    await queue(engine, vault, clock, her, "tg:1", ["still delivered"])
+    sender = RecordingSender()
+    dispatcher = make(engine, vault, clock, sender)
+    real_claim, failures = dispatcher.claim, [ConnectionError("database went away")]
+
+    async def flaky_claim(channels: set[Channel], limit: int) -> list[OutboxMessage]:
+        if failures:
+            raise failures.pop()
+        return await real_claim(channels, limit)
+
+    monkeypatch.setattr(dispatcher, "claim", flaky_claim)
+    monkeypatch.setattr("bot.dispatcher.DATABASE_RETRY", 0.01)
+    await run_until_settled(dispatcher, engine)
+    assert [m.body["text"] for m in sender.sent] == ["still delivered"]
