@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -13,6 +14,8 @@ from bot.config import Settings
 from bot.flows import FlowSet
 from bot.runtime import build, load_content, run_dispatcher
 from bot.service import Hamroh
+
+log = logging.getLogger(__name__)
 
 
 def create_app(
@@ -30,6 +33,7 @@ def create_app(
         sending = None
         if dispatch:  # `hamroh serve` sends too, unless a separate `hamroh dispatch` does
             sending = asyncio.create_task(run_dispatcher(settings, service, stop))
+            sending.add_done_callback(_say_if_it_died)
         yield
         stop.set()
         if sending is not None:
@@ -48,3 +52,11 @@ def create_app(
     if settings.simulator_on:
         app.include_router(simulator.router)
     return app
+
+
+def _say_if_it_died(task: asyncio.Task[None]) -> None:
+    """The in-process dispatcher should only end at shutdown; if it dies, say so loudly."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error(
+            "the dispatcher stopped: nothing will be sent until Hamroh restarts", exc_info=task.exception()
+        )

@@ -167,3 +167,29 @@ async def test_telegram_from_webhook_to_the_bot_api_buttons_answers_and_clearing
             deleted = telegram.calls_to("deleteMessages")[0]
             assert deleted.chat_id == 424242
             assert len(deleted.params["message_ids"]) >= 5  # hers and the bot's of the last two days
+
+
+async def test_serve_sends_through_its_own_dispatcher_by_default(
+    tmp_path: Path, database_url: str, hamroh: Hamroh
+) -> None:
+    with FakeTelegram() as telegram:
+        settings = settings_for(
+            tmp_path,
+            database_url,
+            telegram_token=telegram.token,
+            telegram_secret="e2e-secret",
+            telegram_api_url=telegram.api_url,
+        )
+        app = create_app(settings, hamroh, dispatch=settings.dispatch_in_process)
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as web,
+        ):
+            answer = await web.post(
+                "/webhooks/telegram",
+                json=Her(chat_id=515).says("Салом"),
+                headers={"X-Telegram-Bot-Api-Secret-Token": "e2e-secret"},
+            )
+            assert answer.status_code == 200
+            await until(lambda: len(telegram.calls_to("sendMessage")) == 1)
+        assert telegram.calls_to("sendMessage")[0].chat_id == 515
