@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
+from fastapi import FastAPI
 from sqlmodel import select
 
 from api.app import create_app
@@ -27,6 +28,7 @@ from tests.fakes.twilio_api import FakeTwilio, inbound_sms_form, signed_request
 PUBLIC = "https://hamroh.example.org"
 HER_PHONE = "+992935551234"
 OUR_NUMBER = "+15005550006"
+SECRET = "e2e-secret"
 
 
 def settings_for(tmp_path: Path, database_url: str, **channel: object) -> Settings:
@@ -41,6 +43,21 @@ def settings_for(tmp_path: Path, database_url: str, **channel: object) -> Settin
         twilio_segments_per_second=100,
         **channel,
     )  # type: ignore[arg-type]
+
+
+def telegram_settings(tmp_path: Path, database_url: str, telegram: FakeTelegram) -> Settings:
+    return settings_for(
+        tmp_path,
+        database_url,
+        telegram_token=telegram.token,
+        telegram_secret=SECRET,
+        telegram_api_url=telegram.api_url,
+    )
+
+
+def client(app: FastAPI) -> httpx.AsyncClient:
+    """A client that calls the app in process, as Telegram and Twilio would over HTTP."""
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver")
 
 
 @asynccontextmanager
@@ -76,9 +93,7 @@ async def test_sms_from_webhook_to_twilio_and_erased_at_twilio_too(
             twilio_api_url=twilio.api_url,
         )
         app = create_app(settings, hamroh)
-        async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://testserver"
-        ) as web:
+        async with client(app) as web:
 
             async def she_texts(body: str) -> str:
                 sid = twilio.receive(from_=HER_PHONE, body=body)  # Twilio keeps what she sent
@@ -126,24 +141,16 @@ async def test_telegram_from_webhook_to_the_bot_api_buttons_answers_and_clearing
     tmp_path: Path, database_url: str, hamroh: Hamroh
 ) -> None:
     with FakeTelegram() as telegram:
-        settings = settings_for(
-            tmp_path,
-            database_url,
-            telegram_token=telegram.token,
-            telegram_secret="e2e-secret",
-            telegram_api_url=telegram.api_url,
-        )
+        settings = telegram_settings(tmp_path, database_url, telegram)
         app = create_app(settings, hamroh)
         her = Her(chat_id=424242)
-        async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://testserver"
-        ) as web:
+        async with client(app) as web:
 
             async def delivers(update: dict[str, object]) -> None:
                 answer = await web.post(
                     "/webhooks/telegram",
                     json=update,
-                    headers={"X-Telegram-Bot-Api-Secret-Token": "e2e-secret"},
+                    headers={"X-Telegram-Bot-Api-Secret-Token": SECRET},
                 )
                 assert answer.status_code == 200
 
@@ -173,13 +180,7 @@ async def test_serve_sends_through_its_own_dispatcher_by_default(
     tmp_path: Path, database_url: str, hamroh: Hamroh
 ) -> None:
     with FakeTelegram() as telegram:
-        settings = settings_for(
-            tmp_path,
-            database_url,
-            telegram_token=telegram.token,
-            telegram_secret="e2e-secret",
-            telegram_api_url=telegram.api_url,
-        )
+        settings = telegram_settings(tmp_path, database_url, telegram)
         app = create_app(settings, hamroh, dispatch=settings.dispatch_in_process)
         async with (
             app.router.lifespan_context(app),
@@ -188,7 +189,7 @@ async def test_serve_sends_through_its_own_dispatcher_by_default(
             answer = await web.post(
                 "/webhooks/telegram",
                 json=Her(chat_id=515).says("Салом"),
-                headers={"X-Telegram-Bot-Api-Secret-Token": "e2e-secret"},
+                headers={"X-Telegram-Bot-Api-Secret-Token": SECRET},
             )
             assert answer.status_code == 200
             await until(lambda: len(telegram.calls_to("sendMessage")) == 1)
