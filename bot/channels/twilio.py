@@ -229,11 +229,9 @@ def signature_valid(auth_token: str, url: str, form: Form, signature: str) -> bo
 def inbound(form: Form) -> Inbound:
     """Her message as the service takes it: From, Body, whether it is only media, and the MessageSid."""
     sender = _one(form, "From")
-    sid = _one(form, "MessageSid")
-    if sender is None or sid is None:
+    if sender is None:
         raise WebhookError("From and MessageSid are required")
-    if not MESSAGE_SID.fullmatch(sid):
-        raise WebhookError("MessageSid is not a message SID")
+    sid = _message_sid(form)
     body = _one(form, "Body") or ""
     media = _one(form, "NumMedia") or "0"
     if not _COUNT.fullmatch(media):
@@ -241,14 +239,21 @@ def inbound(form: Form) -> Inbound:
     return Inbound("sms", sender, text=body, media=int(media) > 0 and not body, provider_id=sid)
 
 
-def delivery_status(form: Form) -> DeliveryStatus:
-    """A status callback's MessageSid, MessageStatus and ErrorCode, checked."""
+def _message_sid(form: Form) -> str:
     sid = _one(form, "MessageSid")
-    status = _one(form, "MessageStatus")
-    if sid is None or status is None:
-        raise WebhookError("MessageSid and MessageStatus are required")
+    if sid is None:
+        raise WebhookError("MessageSid is required")
     if not MESSAGE_SID.fullmatch(sid):
         raise WebhookError("MessageSid is not a message SID")
+    return sid
+
+
+def delivery_status(form: Form) -> DeliveryStatus:
+    """A status callback's MessageSid, MessageStatus and ErrorCode, checked."""
+    status = _one(form, "MessageStatus")
+    if status is None:
+        raise WebhookError("MessageSid and MessageStatus are required")
+    sid = _message_sid(form)
     if status not in DELIVERY_STATES:
         raise WebhookError("MessageStatus is not a known status")
     error_code = _one(form, "ErrorCode") or None
