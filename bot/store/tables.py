@@ -33,14 +33,16 @@ class UTCDateTime(sa.types.TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def _time(**kwargs: Any) -> Any:
+def utc_time(**kwargs: Any) -> Any:
+    """A field stored as UTC time."""
     return Field(sa_type=UTCDateTime, **kwargs)
 
 
-def _contact_ref(*, nullable: bool = False, index: bool = True) -> Any:
+def contact_ref(*, nullable: bool = False, index: bool = True, on_delete: str = "CASCADE") -> Any:
+    """A reference to her contact row; by default her rows go when she does."""
     return Field(
         default=None if nullable else ...,
-        sa_column_args=[sa.ForeignKey("contacts.id", ondelete="CASCADE")],
+        sa_column_args=[sa.ForeignKey("contacts.id", ondelete=on_delete)],
         nullable=nullable,
         index=index,
     )
@@ -61,9 +63,10 @@ class Contact(SQLModel, table=True):
     subscribed: bool = False
     opted_out: bool = False
     reachable: bool = True  # False while she has blocked the bot on Telegram
+    safe_hours: str | None = Field(default=None, max_length=11)  # "18-21" Asia/Dushanbe; None: any time
     pseudonym: str = Field(max_length=32)
     pseudonym_month: str = Field(max_length=7)  # "2026-11": the pseudonym is replaced each month
-    created_at: datetime = _time()
+    created_at: datetime = utc_time()
 
 
 class ConversationState(SQLModel, table=True):
@@ -75,7 +78,7 @@ class ConversationState(SQLModel, table=True):
         sa_column_args=[sa.ForeignKey("contacts.id", ondelete="CASCADE")], primary_key=True
     )
     state: str = Field(sa_type=sa.Text)
-    updated_at: datetime = _time()
+    updated_at: datetime = utc_time()
 
 
 class Delivery(SQLModel, table=True):
@@ -87,8 +90,8 @@ class Delivery(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     channel: str = Field(max_length=16)
     provider_id: str = Field(max_length=128)
-    contact_id: int | None = _contact_ref(nullable=True)
-    received_at: datetime = _time(index=True)
+    contact_id: int | None = contact_ref(nullable=True)
+    received_at: datetime = utc_time(index=True)
 
 
 class OutboxMessage(SQLModel, table=True):
@@ -115,7 +118,7 @@ class OutboxMessage(SQLModel, table=True):
     )
 
     id: int | None = Field(default=None, primary_key=True)
-    contact_id: int | None = _contact_ref(nullable=True)
+    contact_id: int | None = contact_ref(nullable=True)
     channel: str = Field(max_length=16)
     address: bytes = Field(sa_type=sa.LargeBinary)
     body: bytes = Field(sa_type=sa.LargeBinary)  # sealed JSON: the message as the channel sends it
@@ -125,15 +128,16 @@ class OutboxMessage(SQLModel, table=True):
     ephemeral: bool = False  # deleted once sent (the confirmation that her data was erased)
     attempts: int = 0
     last_error: str | None = Field(default=None, max_length=200)
-    created_at: datetime = _time()
-    next_attempt_at: datetime = _time()
+    created_at: datetime = utc_time()
+    next_attempt_at: datetime = utc_time()
     claimed_by: str | None = Field(default=None, max_length=64)
-    lease_until: datetime | None = _time(default=None)
+    lease_until: datetime | None = utc_time(default=None)
+    held: bool = False  # waiting for her safe hours (next_attempt_at is when they begin)
     in_doubt: bool = False  # was in flight when its dispatcher died (counted; a reply was sent again)
     provider_id: str | None = Field(default=None, max_length=64, index=True)  # Twilio SID / Telegram id
     delivery: str | None = Field(default=None, max_length=16)  # the provider's last word: delivered, ...
     error_code: str | None = Field(default=None, max_length=16)
-    sent_at: datetime | None = _time(default=None)
+    sent_at: datetime | None = utc_time(default=None)
 
 
 class ChatMessage(SQLModel, table=True):
@@ -142,23 +146,9 @@ class ChatMessage(SQLModel, table=True):
     __tablename__ = "chat_messages"
 
     id: int | None = Field(default=None, primary_key=True)
-    contact_id: int = _contact_ref()
+    contact_id: int = contact_ref()
     message_id: int = Field(sa_type=sa.BigInteger)
-    at: datetime = _time(index=True)
-
-
-class Case(SQLModel, table=True):
-    """A request for a counsellor."""
-
-    __tablename__ = "cases"
-
-    id: int | None = Field(default=None, primary_key=True)
-    contact_id: int = _contact_ref()
-    queue: str = Field(max_length=32)
-    reason: str = Field(max_length=64)
-    status: str = Field(default="open", max_length=16)
-    opened_at: datetime = _time(index=True)
-    closed_at: datetime | None = _time(default=None)
+    at: datetime = utc_time(index=True)
 
 
 class RequestLogEntry(SQLModel, table=True):
@@ -167,7 +157,7 @@ class RequestLogEntry(SQLModel, table=True):
     __tablename__ = "request_log"
 
     id: int | None = Field(default=None, primary_key=True)
-    hour: datetime = _time(index=True)
+    hour: datetime = utc_time(index=True)
     topic: str = Field(max_length=64, index=True)
     channel: str = Field(max_length=16)
     lang: str | None = Field(default=None, max_length=8)
@@ -188,7 +178,4 @@ class CourseRow(SQLModel, table=True):
     starts_on: date | None = None
     example: bool = False  # a demo course seeded by `make run`, never in production
     active: bool = True
-    created_at: datetime = _time()
-
-
-METADATA = SQLModel.metadata
+    created_at: datetime = utc_time()
