@@ -7,10 +7,11 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ROOT = Path(__file__).resolve().parent.parent
+PRICE = re.compile(r"(\d{1,6}(?:\.\d{1,4})?)\s+([A-Z]{3})")  # a price per SMS segment: "0.35 TJS"
 
 
 class ConfigError(Exception):
@@ -36,6 +37,7 @@ class Settings(BaseSettings):
     simulator: bool | None = None  # default: on in development, off in production
     log_level: str = "INFO"
     max_request_bytes: int = Field(default=64 * 1024, ge=1024)  # webhook bodies above this get 413
+    sms_price_per_segment: str | None = None  # "0.35 TJS": shown to counsellors while they type an SMS
 
     # Channels: a channel whose credentials are absent is off.
     public_url: str | None = Field(
@@ -68,6 +70,15 @@ class Settings(BaseSettings):
             if self.simulator:
                 raise ValueError("the simulator cannot be on in production")
         return self
+
+    @field_validator("sms_price_per_segment")
+    @classmethod
+    def _price_is_a_price(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if not PRICE.fullmatch(value.strip()):
+            raise ValueError('HAMROH_SMS_PRICE_PER_SEGMENT is a number then a currency code, e.g. "0.35 TJS"')
+        return " ".join(value.split())
 
     @model_validator(mode="after")
     def _telegram_secret_is_usable(self) -> Settings:
