@@ -44,6 +44,7 @@ from bot.i18n import Translations
 from bot.text import fold
 
 LONE_ZERO = re.compile(r"(?<![\d/.,])0(?![\d/.,])")
+NOT_FLOWS = ("canned.yaml",)  # beside the flows, but read by the console (api/console/canned.py)
 
 
 def load_flowset(
@@ -55,7 +56,7 @@ def load_flowset(
     data_specs: dict[str, tuple[object, Lines]] = {}
     if not flows_dir.is_dir():
         raise FlowError([Problem(str(flows_dir), 0, "flows folder not found")])
-    files = sorted(flows_dir.glob("*.yaml"))
+    files = sorted(p for p in flows_dir.glob("*.yaml") if p.name not in NOT_FLOWS)
     for path in files:
         try:
             data, lines = read_yaml(path)
