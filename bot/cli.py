@@ -1,4 +1,4 @@
-"""The `hamroh` command: serve, chat, flows check, db upgrade, demo."""
+"""The `hamroh` command: serve, chat, flows check, db upgrade, demo, staff accounts."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from bot.config import ConfigError, Settings, load_settings
 from bot.flowspec import FlowError
 from bot.logs import configure_logging
+from bot.staff.cli import register as add_staff_commands
 
 if TYPE_CHECKING:
     from bot.service import Hamroh
@@ -92,6 +93,7 @@ def _parser() -> argparse.ArgumentParser:
     segments = sms_commands.add_parser("segments", help="encoding, segments and length of each text")
     segments.add_argument("texts", nargs="+", metavar="TEXT")
     segments.set_defaults(run=_sms_segments)
+    add_staff_commands(commands)
     return parser
 
 
