@@ -93,6 +93,10 @@ def _parser() -> argparse.ArgumentParser:
     segments = sms_commands.add_parser("segments", help="encoding, segments and length of each text")
     segments.add_argument("texts", nargs="+", metavar="TEXT")
     segments.set_defaults(run=_sms_segments)
+
+    triage = commands.add_parser("triage", help="say which texts crisis triage finds urgent, and why")
+    triage.add_argument("texts", nargs="+", metavar="TEXT")
+    triage.set_defaults(run=_triage)
     add_staff_commands(commands)
     return parser
 
@@ -283,6 +287,18 @@ def _sms_segments(settings: Settings, args: argparse.Namespace) -> int:
 
     for line in segments_report(args.texts):
         print(line)
+    return 0
+
+
+
+def _triage(settings: Settings, args: argparse.Namespace) -> int:
+    """One line per text, in order: `urgent CATEGORY: RULE` or `normal`. Reads only triage.yaml."""
+    from bot.conversation.triage import LEXICON_FILE, classify, load_lexicon
+
+    lexicon = load_lexicon(settings.flows_dir / LEXICON_FILE)
+    for text in args.texts:
+        verdict = classify(lexicon, text)
+        print(f"urgent {verdict.category}: {verdict.rule}" if verdict else "normal")
     return 0
 
 

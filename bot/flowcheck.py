@@ -2,7 +2,8 @@
 
 Loading already refuses broken structure (unknown nodes, bad fields, facts without a source). This adds what
 a bot could run with but a woman should never meet: unreachable nodes, SMS screens over the budget,
-strings missing from a catalogue, translations whose numbers differ from the English.
+strings missing from a catalogue, translations whose numbers differ from the English, triage examples
+that the triage rules get wrong.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from bot.channels import sms
 from bot.channels.telegram import CALLBACK_DATA_LIMIT
+from bot.conversation.triage import lint as triage_lint
 from bot.flows import MAIN_FLOW, SYSTEM_NODES, FlowSet, Node
 from bot.flowspec import Problem, read_yaml
 from bot.i18n import msgids_with_lines
@@ -39,6 +41,7 @@ def check(flows: FlowSet, flows_dir: Path, *, budget: int = 2) -> list[Problem]:
     problems.extend(untranslated(flows, flows_dir))
     problems.extend(over_budget(flows, budget))
     problems.extend(long_keys(flows))
+    problems.extend(triage_lint(flows.triage))  # its examples and near-misses, tried
     return problems
 
 

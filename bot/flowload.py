@@ -14,6 +14,7 @@ from types import MappingProxyType
 
 from pydantic import BaseModel
 
+from bot.conversation.triage import LEXICON_FILE, Lexicon, load_lexicon
 from bot.flows import (
     MAIN_FLOW,
     SYSTEM_NODES,
@@ -58,6 +59,8 @@ def load_flowset(
         raise FlowError([Problem(str(flows_dir), 0, "flows folder not found")])
     files = sorted(p for p in flows_dir.glob("*.yaml") if p.name not in NOT_FLOWS)
     for path in files:
+        if path.name == LEXICON_FILE:
+            continue  # read by load_lexicon below
         try:
             data, lines = read_yaml(path)
             if path.name in DATA_FILES:
@@ -75,7 +78,8 @@ def load_flowset(
     for name in DATA_FILES:
         if name not in data_specs and not any(p.file == name for p in problems):
             problems.append(Problem(name, 0, "missing data file"))
-    if problems:
+    triage = _triage(flows_dir, problems)
+    if problems or triage is None:
         raise FlowError(problems)
     words = data_specs["words.yaml"][0]
     directory = data_specs["directory.yaml"][0]
@@ -83,7 +87,7 @@ def load_flowset(
     assert isinstance(words, WordsSpec)
     assert isinstance(directory, DirectorySpec)
     assert isinstance(districts, DistrictsSpec)
-    return _compile(specs, words, directory, districts, translations, idle_reset, files)
+    return _compile(specs, words, directory, districts, translations, triage, idle_reset, files)
 
 
 def _compile(
@@ -92,6 +96,7 @@ def _compile(
     directory: DirectorySpec,
     districts: DistrictsSpec,
     translations: Translations,
+    triage: Lexicon,
     idle_reset: dt.timedelta,
     files: list[Path],
 ) -> FlowSet:
@@ -160,9 +165,20 @@ def _compile(
         district_names=MappingProxyType(_district_names(district_map)),
         keywords=tuple((kw, node.ref) for node in nodes.values() for kw in node.keywords),
         translations=translations,
+        triage=triage,
         idle_reset=idle_reset,
         files=tuple(p.name for p in files),
     )
+
+
+
+def _triage(flows_dir: Path, problems: list[Problem]) -> Lexicon | None:
+    """The crisis triage rules; their problems join the others (a missing file is one too)."""
+    try:
+        return load_lexicon(flows_dir / LEXICON_FILE)
+    except FlowError as exc:
+        problems.extend(exc.problems)
+        return None
 
 
 def _node(flow: str, name: str, spec: NodeSpec, file: str, lines: Lines) -> Node:

@@ -9,6 +9,7 @@ import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from bot.conversation.triage import Lexicon
 from bot.i18n import Translations
 
 MAIN_FLOW = "main"
@@ -134,6 +135,7 @@ class FlowSet:
     district_names: Mapping[str, str]  # folded name (any language, old names too) -> district id
     keywords: tuple[tuple[str, str], ...]  # (folded keyword, node ref)
     translations: Translations
+    triage: Lexicon  # crisis triage rules (triage.yaml)
     idle_reset: dt.timedelta = dt.timedelta(days=14)
     files: tuple[str, ...] = field(default=())
 
