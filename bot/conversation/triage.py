@@ -232,7 +232,8 @@ def _expand(
     if entry.startswith("@"):
         name = entry[1:].strip()
         if name not in lists:
-            problems.append(Problem(file, line, f"unknown list @{name} (lists: {', '.join(sorted(lists))})"))
+            known = ", ".join(sorted(lists)) or "none"
+            problems.append(Problem(file, line, f"unknown list @{name} (lists: {known})"))
             return ()
         return lists[name]
     term = parse_term(entry)
