@@ -13,11 +13,21 @@ from types import MappingProxyType
 import pytest
 
 from bot.config import ROOT
-from bot.conversation.triage import CATEGORIES, LEXICON_FILE, Lexicon, Verdict, classify, lint, load_lexicon
+from bot.conversation.triage import (
+    CATEGORIES,
+    LEXICON_FILE,
+    Lexicon,
+    Verdict,
+    classify,
+    classify_folded,
+    lint,
+    load_lexicon,
+)
 from bot.flowload import load_flowset
 from bot.flows import FlowSet
 from bot.flowspec import FlowError
 from bot.i18n import Translations
+from bot.text import fold
 
 DATA = Path(__file__).parent / "data"
 NO_TRANSLATIONS = Translations(MappingProxyType({}))
@@ -279,3 +289,8 @@ def test_the_command_names_the_line_of_a_broken_triage_file(tmp_path: Path) -> N
 def read_labelled(path: Path) -> list[dict[str, str]]:
     with path.open(encoding="utf-8", newline="") as handle:
         return list(csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE))
+
+
+def test_a_caller_that_has_folded_the_text_gets_the_same_verdict(lexicon: Lexicon) -> None:
+    for text in ("Шавҳарам маро мезанад!", "he beats the carpet", "нехочужить"):
+        assert classify_folded(lexicon, fold(text)) == classify(lexicon, text)

@@ -66,6 +66,10 @@ class Rule:
     examples: tuple[tuple[int, str], ...]  # (line, message) that this rule is written to catch
 
 
+# A term as the word-by-word pass meets it: (term id, first word, whole first word only, number of words).
+Start = tuple[int, str, bool, int]
+
+
 @dataclass(frozen=True)
 class Lexicon:
     """The compiled, immutable triage rules, indexed for one pass over a message."""
@@ -74,14 +78,19 @@ class Lexicon:
     rules: tuple[Rule, ...]
     terms: tuple[Term, ...]
     normal: tuple[tuple[int, str], ...]  # (line, message): near-misses that must stay normal
-    by_start: Mapping[str, tuple[int, ...]]  # first SHORT letters of a term's first word -> terms
+    by_start: Mapping[str, tuple[Start, ...]]  # first SHORT letters of a term's first word -> terms
     by_joined: Mapping[str, tuple[int, ...]]  # first JOINED letters of a term's joined form -> terms
     rules_of: Mapping[int, tuple[int, ...]]  # term -> rules it can fire (as an `any` term), in order
 
 
 def classify(lexicon: Lexicon, text: str) -> Verdict | None:
     """The verdict of the first rule (in file order) that fires on `text`, or None when it looks normal."""
-    words = fold(text).split()
+    return classify_folded(lexicon, fold(text))
+
+
+def classify_folded(lexicon: Lexicon, folded: str) -> Verdict | None:
+    """`classify` for a text already folded with `bot.text.fold`: folding costs more than the rules do."""
+    words = folded.split()
     if not words:
         return None
     found = _find(lexicon, words)
@@ -260,11 +269,12 @@ def parse_term(entry: str) -> Term | None:
 
 
 def _index(file: str, rules: list[Rule], terms: tuple[Term, ...], spec: TriageSpec, lines: Lines) -> Lexicon:
-    by_start: dict[str, list[int]] = {}
+    by_start: dict[str, list[Start]] = {}
     by_joined: dict[str, list[int]] = {}
     rules_of: dict[int, list[int]] = {}
     for number, term in enumerate(terms):
-        by_start.setdefault(term.words[0][:SHORT], []).append(number)
+        entry = (number, term.words[0], term.whole[0], len(term.words))
+        by_start.setdefault(term.words[0][:SHORT], []).append(entry)
         if term.joined:
             by_joined.setdefault(term.joined[:JOINED], []).append(number)
     for number, rule in enumerate(rules):
@@ -275,7 +285,7 @@ def _index(file: str, rules: list[Rule], terms: tuple[Term, ...], spec: TriageSp
         rules=tuple(rules),
         terms=terms,
         normal=tuple((line_of(lines, ("normal", n)), text) for n, text in enumerate(spec.normal)),
-        by_start=_frozen(by_start),
+        by_start=MappingProxyType({key: tuple(entries) for key, entries in by_start.items()}),
         by_joined=_frozen(by_joined),
         rules_of=_frozen(rules_of),
     )
@@ -294,10 +304,14 @@ def _find(lexicon: Lexicon, words: list[str]) -> dict[int, list[Span]]:
     """Every place each term matches: word by word, and in the letters with spaces taken out."""
     found: dict[int, list[Span]] = {}
     for start, word in enumerate(words):
-        for term_id in lexicon.by_start.get(word[:SHORT], ()):
-            end = _match_at(lexicon.terms[term_id], words, start)
-            if end:
-                found.setdefault(term_id, []).append((start, end))
+        # Most terms are one word: they are decided here, without a call.
+        for term_id, first, whole, size in lexicon.by_start.get(word[:SHORT], ()):
+            if word != first if whole else not word.startswith(first):
+                continue
+            if size == 1:
+                found.setdefault(term_id, []).append((start, start + 1))
+            elif _rest_matches(lexicon.terms[term_id], words, start):
+                found.setdefault(term_id, []).append((start, start + size))
     letters = "".join(words)
     starts: list[int] = []
     offset = 0
@@ -316,15 +330,15 @@ def _find(lexicon: Lexicon, words: list[str]) -> dict[int, list[Span]]:
     return found
 
 
-def _match_at(term: Term, words: list[str], start: int) -> int:
-    """The end of the match of `term` at word `start`, or 0."""
+def _rest_matches(term: Term, words: list[str], start: int) -> bool:
+    """Whether the words of `term` after its first (which matched at `start`) follow in the message."""
     end = start + len(term.words)
     if end > len(words):
-        return 0
-    for word, stem, whole in zip(words[start:end], term.words, term.whole, strict=True):
+        return False
+    for word, stem, whole in zip(words[start + 1 : end], term.words[1:], term.whole[1:], strict=True):
         if word != stem if whole else not word.startswith(stem):
-            return 0
-    return end
+            return False
+    return True
 
 
 def _fires(rule: Rule, found: Mapping[int, list[Span]]) -> bool:
