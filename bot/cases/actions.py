@@ -21,7 +21,8 @@ from bot.cases import deliver, events, feed, transcript
 from bot.conversation.hours import HoursError, Window
 from bot.conversation.hours import window as read_window
 from bot.crypto import Vault
-from bot.store import OPEN_STATUSES, AuditEntry, Case, CaseMessage, Contact, OutboxMessage, Staff
+from bot.staff import audit
+from bot.store import OPEN_STATUSES, Case, CaseMessage, Contact, OutboxMessage, Staff
 
 # `erased` (she erased her data) and `left` (she left the chat) are set by the system only.
 OUTCOMES = ("safety_plan", "referred", "information", "resolved", "no_contact", "other")
@@ -93,7 +94,7 @@ async def reply(
     db.add(case)
     await _changed(db, staff, case, "wrote", now, feed_kind="case_message")
     if send_now:
-        await _audit(db, staff=staff, action="send_now", case_id=case.id, detail="reply", now=now)
+        await audit.record(db, staff=staff, action="send_now", case_id=case.id, detail="reply", now=now)
     return message
 
 
@@ -220,7 +221,7 @@ async def unmask(db: AsyncSession, vault: Vault, *, case_id: int, staff: Staff, 
     if staff.role != "admin" and not (staff.role == "supervisor" and case.priority == "urgent"):
         raise CaseForbidden("only a supervisor on an urgent case, or an admin, may see her full address")
     contact = await _her(db, case)
-    await _audit(db, staff=staff, action="unmasked", case_id=case.id, now=now)
+    await audit.record(db, staff=staff, action="unmasked", case_id=case.id, now=now)
     return vault.open(contact.address)
 
 
@@ -270,22 +271,6 @@ async def _her(db: AsyncSession, case: Case) -> Contact:
     return contact
 
 
-async def _audit(
-    db: AsyncSession,
-    *,
-    staff: Staff,
-    action: str,
-    case_id: int | None = None,
-    detail: str = "",
-    now: datetime,
-) -> AuditEntry:
-    entry = AuditEntry(
-        at=now, staff_id=staff.id, staff_name=staff.name, action=action, case_id=case_id, detail=detail
-    )
-    db.add(entry)
-    return entry
-
-
 async def _changed(
     db: AsyncSession,
     staff: Staff,
@@ -298,7 +283,7 @@ async def _changed(
     detail: str = "",
 ) -> None:
     """The traces every step leaves: audit entry, console feed event, and the anonymised case event."""
-    await _audit(db, staff=staff, action=action, case_id=case.id, detail=detail, now=now)
+    await audit.record(db, staff=staff, action=action, case_id=case.id, detail=detail, now=now)
     await feed.publish(db, feed_kind, case, now)
     if event is not None:
         events.record(db, event, case, now)

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlmodel.sql.expression import Select
 
 from bot.cases.actions import CaseNotFound
 from bot.cases.transcript import Line, lines
@@ -70,15 +71,22 @@ async def list_cases(
         raise ValueError(f"status must be one of: {', '.join(STATUSES)}")
     statuses = (status,) if status is not None else OPEN_STATUSES
     query = (
-        select(Case, Contact.address, Staff.name)
-        .outerjoin(Contact, col(Contact.id) == col(Case.contact_id))
-        .outerjoin(Staff, col(Staff.id) == col(Case.counsellor_id))
+        _summaries()
         .where(col(Case.status).in_(statuses))
         .order_by(col(Case.priority_rank), col(Case.waiting_since), col(Case.id))
         .limit(limit)
     )
     rows = (await db.exec(query)).all()
     return [_summary(vault, case, address, name, now) for case, address, name in rows]
+
+
+async def case_summary(db: AsyncSession, vault: Vault, *, case_id: int, now: datetime) -> CaseSummary:
+    """One case as a row of the queue (CaseNotFound when there is none): the answer to a step on it."""
+    row = (await db.exec(_summaries().where(Case.id == case_id))).first()
+    if row is None:
+        raise CaseNotFound("no such case")
+    case, address, name = row
+    return _summary(vault, case, address, name, now)
 
 
 async def case_detail(db: AsyncSession, vault: Vault, *, case_id: int) -> CaseDetail:
@@ -111,6 +119,14 @@ async def case_detail(db: AsyncSession, vault: Vault, *, case_id: int) -> CaseDe
         held=held,
         erased=case.contact_id is None and case.outcome == "erased",
         script=_script(contact.script if contact is not None else None),
+    )
+
+
+def _summaries() -> Select[Case, bytes, str]:
+    return (
+        select(Case, Contact.address, Staff.name)
+        .outerjoin(Contact, col(Contact.id) == col(Case.contact_id))
+        .outerjoin(Staff, col(Staff.id) == col(Case.counsellor_id))
     )
 
 
