@@ -10,14 +10,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col, select
 
 from bot.cases import actions, views
 from bot.cases.actions import CaseConflict, CaseForbidden, CaseInvalid, CaseNotFound
-from bot.cases.cost import price_of, sms_cost
-from bot.config import Settings
 from bot.crypto import Vault
 from bot.db import create_engine, transaction
 from bot.store import AuditEntry, Case, CaseEvent, ConsoleEvent, Contact, OutboxMessage, Staff
@@ -480,22 +477,3 @@ async def test_two_claims_at_once_one_wins(postgres_url: str, vault: Vault, cloc
     finally:
         for engine in engines:
             await engine.dispose()
-
-
-def test_what_an_sms_reply_costs_in_her_letters() -> None:
-    cyrillic = sms_cost("Салом! Ҳамааш хуб?", "cyrillic", "0.35 TJS")
-    latin = sms_cost("Салом! Ҳамааш хуб?", "latin", "0.35 TJS")
-    assert (cyrillic.encoding, latin.encoding) == ("ucs2", "gsm7")
-    long = sms_cost("Салом " * 20, "cyrillic", "0.35 TJS")
-    assert (long.segments, long.price) == (2, "0.70 TJS")
-    assert sms_cost("hi", "cyrillic").price is None
-    assert price_of(3, "1 USD") == "3 USD"
-    assert price_of(1, "nonsense") is None
-
-
-def test_the_price_per_segment_is_a_number_and_a_currency(tmp_path: Any) -> None:
-    assert Settings(sms_price_per_segment=" 0.35   TJS ").sms_price_per_segment == "0.35 TJS"
-    assert Settings(sms_price_per_segment="").sms_price_per_segment is None
-    for bad in ("0,35 TJS", "TJS 0.35", "0.35", "cheap"):
-        with pytest.raises(ValidationError, match="a number then a currency code"):
-            Settings(sms_price_per_segment=bad)
