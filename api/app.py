@@ -9,42 +9,63 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api import health, simulator, sms, telegram
+from api import auth, console, health, rest, simulator, sms, telegram
+from api.deps import LoginRequired
+from api.templating import static_files
+from bot.cases.listen import Listener
 from bot.config import Settings
 from bot.flows import FlowSet
-from bot.runtime import build, load_content, run_dispatcher
+from bot.runtime import build, load_content, run_case_jobs, run_dispatcher
 from bot.service import Hamroh
 
 log = logging.getLogger(__name__)
 
 
 def create_app(
-    settings: Settings, hamroh: Hamroh | None = None, *, flows: FlowSet | None = None, dispatch: bool = False
+    settings: Settings,
+    hamroh: Hamroh | None = None,
+    *,
+    flows: FlowSet | None = None,
+    dispatch: bool = False,
+    case_jobs: bool = False,
 ) -> FastAPI:
     """The app for these settings. Content loads now, so a broken flow file stops start-up here.
 
-    With `dispatch`, the app's lifespan also runs the dispatcher (what `hamroh serve` does by default).
+    With `dispatch`, the app's lifespan also runs the dispatcher (what `hamroh serve` does by default);
+    with `case_jobs`, the case alerts, timeouts and purge (`hamroh serve` always runs them).
     """
     service = hamroh if hamroh is not None else build(settings, flows or load_content(settings))
+    listener = Listener(service.engine)  # the console's live feed: one per process
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         stop = asyncio.Event()
+        listener.start()
         sending = None
         if dispatch:  # `hamroh serve` sends too, unless a separate `hamroh dispatch` does
             sending = asyncio.create_task(run_dispatcher(settings, service, stop))
             sending.add_done_callback(_say_if_it_died)
+        jobs = asyncio.create_task(run_case_jobs(settings, service, stop)) if case_jobs else None
         yield
         stop.set()
+        await listener.stop()
         if sending is not None:
             await sending
+        if jobs is not None:
+            await jobs
         if hamroh is None:
             await service.engine.dispose()
 
     app = FastAPI(title="Hamroh", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.settings = settings
     app.state.hamroh = service
+    app.state.listener = listener
     app.include_router(health.router)
+    app.include_router(console.router)
+    app.mount("/static", static_files, name="static")
+    app.add_exception_handler(LoginRequired, auth.to_login)
+    app.include_router(auth.router)
+    app.include_router(rest.router)
     if settings.telegram_on:
         app.include_router(telegram.router)
     if settings.sms_on:

@@ -70,6 +70,11 @@ def _parser() -> argparse.ArgumentParser:
     upgrade = db_commands.add_parser("upgrade", help="apply migrations up to the newest")
     upgrade.set_defaults(run=_db_upgrade)
 
+    purge = commands.add_parser(
+        "purge", help="delete closed cases and transcripts past HAMROH_TRANSCRIPT_DAYS"
+    )
+    purge.set_defaults(run=_purge)
+
     demo = commands.add_parser("demo", help="development only: add clearly marked example courses")
     demo.set_defaults(run=_demo)
 
@@ -112,7 +117,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     if asyncio.run(behind(settings.database_url)):
         print("hamroh: the database is not up to date: run `hamroh db upgrade` first", file=sys.stderr)
         return 1
-    app = create_app(settings, flows=flows, dispatch=settings.dispatch_in_process)
+    app = create_app(settings, flows=flows, dispatch=settings.dispatch_in_process, case_jobs=True)
     log.info("channels on: %s", channels_said(settings))
     log.info(
         "serving on http://%s:%s (%s; simulator %s)",
@@ -184,6 +189,23 @@ def _db_upgrade(settings: Settings, args: argparse.Namespace) -> int:
 
     upgrade(settings.database_url)
     log.info("database is up to date")
+    return 0
+
+
+def _purge(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.cases.jobs import purge
+    from bot.db import create_engine, transaction
+    from bot.runtime import case_timing, utc_now
+
+    async def run() -> int:
+        engine = create_engine(settings.database_url)
+        try:
+            async with transaction(engine) as db:
+                return await purge(db, case_timing(settings).transcript_kept, utc_now())
+        finally:
+            await engine.dispose()
+
+    print(f"closed cases purged: {asyncio.run(run())}")
     return 0
 
 
@@ -288,7 +310,6 @@ def _sms_segments(settings: Settings, args: argparse.Namespace) -> int:
     for line in segments_report(args.texts):
         print(line)
     return 0
-
 
 
 def _triage(settings: Settings, args: argparse.Namespace) -> int:

@@ -60,6 +60,15 @@ class Settings(BaseSettings):
     telegram_chat_messages_per_second: float = Field(default=1, gt=0)
     twilio_segments_per_second: float = Field(default=1, gt=0)
 
+    # Counsellors: hours (Asia/Dushanbe) and the clocks of the case jobs.
+    service_hours: str = "always"  # e.g. "mon-fri 09-18, sat 10-14"; cases still open outside them
+    staff_telegram_chat: str | None = Field(default=None, pattern=r"^-?[0-9]{1,20}$")  # hears of urgent cases
+    urgent_unclaimed_minutes: float = Field(default=5, gt=0)  # then alerted again and raised to supervisors
+    active_silent_minutes: float = Field(default=30, gt=0)  # no staff message: alerted; twice that: requeued
+    waiting_abandoned_hours: float = Field(default=72, gt=0)  # she has not written: the case closes
+    transcript_days: float = Field(default=30, gt=0)  # closed cases and their transcripts are purged after
+    jobs_interval_seconds: float = Field(default=30, ge=1)
+
     @model_validator(mode="after")
     def _production_needs_keys(self) -> Settings:
         if self.env == "production":
@@ -79,6 +88,17 @@ class Settings(BaseSettings):
         if not PRICE.fullmatch(value.strip()):
             raise ValueError('HAMROH_SMS_PRICE_PER_SEGMENT is a number then a currency code, e.g. "0.35 TJS"')
         return " ".join(value.split())
+
+    @field_validator("service_hours")
+    @classmethod
+    def _hours_are_readable(cls, value: str) -> str:
+        from bot.conversation.hours import HoursError, parse
+
+        try:
+            parse(value)
+        except HoursError as exc:
+            raise ValueError(f"HAMROH_SERVICE_HOURS: {exc} (e.g. 'mon-fri 09-18, sat 10-14')") from None
+        return value
 
     @model_validator(mode="after")
     def _telegram_secret_is_usable(self) -> Settings:

@@ -1,4 +1,4 @@
-"""What a turn's events do to the store: the request log, cases, commands for the channels, erasure."""
+"""What a turn's events do to the store: the request log, commands for the channels, erasure."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot import erase, outbox
+from bot.cases import intake
 from bot.crypto import Vault
 from bot.model import Channel, ClearChatRequested, EscalationRequested, Event, Session, TopicViewed
-from bot.store import Case, ChatMessage, Contact, Delivery, OutboxMessage, RequestLogEntry
+from bot.store import ChatMessage, Contact, Delivery, OutboxMessage, RequestLogEntry
 
 CLEARABLE = timedelta(hours=48)  # Telegram lets a bot delete messages of the last 48 hours only
 TWILIO_SID = re.compile(r"(SM|MM)[0-9a-fA-F]{32}")
@@ -47,9 +48,8 @@ async def apply(
         match event:
             case TopicViewed(topic=topic):
                 db.add(logged(topic))
-            case EscalationRequested(queue=queue, reason=reason):
-                db.add(Case(contact_id=contact.id, queue=queue, reason=reason, opened_at=now))
-                db.add(logged(f"escalation.{queue}"))
+            case EscalationRequested(queue=queue):
+                db.add(logged(f"escalation.{queue}"))  # the case itself is opened by the service
             case ClearChatRequested() if channel == "telegram":
                 ids = await clearable_message_ids(db, contact.id, now)
                 db.add(
@@ -92,6 +92,7 @@ async def erase_her(db: AsyncSession, vault: Vault, contact: Contact, address: s
             if sid and TWILIO_SID.fullmatch(sid)
         }
     )
+    await intake.empty_for_erasure(db, contact.id, now)  # the case stays, closed and empty
     await erase.everything(db, contact.id)
     if sids:
         db.add(

@@ -6,40 +6,54 @@ Whatever she sends, the engine answers with something useful in her language and
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
 from bot import screens
-from bot.flows import FlowSet, Node
+from bot.conversation import hours, triage
+from bot.flows import AWAY_NODE, SAFETY_FLOW, FlowSet, Node
 from bot.model import (
     LANGUAGES,
     MORE_KEY,
     OFFERED_LANGUAGES,
     SCRIPTS,
     SOURCE_KEY,
+    CaseLeft,
     ClearChatRequested,
+    Counsellors,
     Course,
+    DangerDetected,
     DistrictSet,
     EraseRequested,
     EscalationRequested,
     Event,
     Input,
     LanguageChanged,
+    OpenCase,
     OptedIn,
     OptedOut,
     Reply,
+    SafeHoursSet,
     ScriptChanged,
     Session,
     Subscribed,
     TopicViewed,
     Turn,
     Unsubscribed,
+    WroteToCase,
 )
 from bot.text import clean, fold, keyword_score
 
 MAX_INPUT = 1000  # characters of her message looked at; nothing longer is needed to route a turn
 MENU = screens.MAIN_MENU
+ALWAYS_OPEN = Counsellors()
+ERASE = "main.erase"
+CASE_STOP = "main.case_stop"  # a stop word during a case asks first: "enough!" is not always a wish to go
+# Where she was when she asked for a person decides the queue: rights -> legal, feelings -> support.
+QUEUE_OF_FLOW = {"legal": "legal", "helplines": "support", "stories": "support", "safety": "support"}
+_TIMES = re.compile(r"(\d{1,2})(?:[:.](\d{2}))?")
 
 
 @dataclass
@@ -51,6 +65,8 @@ class _Acc:
     courses: Sequence[Course]
     replies: list[Reply]
     events: list[Event]
+    case: OpenCase | None = None
+    counsellors: Counsellors = ALWAYS_OPEN
 
     def turn(self) -> Turn:
         return Turn(self.session, tuple(self.replies), tuple(self.events))
@@ -66,18 +82,88 @@ class _Acc:
 
 
 def step(
-    flows: FlowSet, session: Session, inp: Input, now: datetime, *, courses: Sequence[Course] = ()
+    flows: FlowSet,
+    session: Session,
+    inp: Input,
+    now: datetime,
+    *,
+    courses: Sequence[Course] = (),
+    case: OpenCase | None = None,
+    counsellors: Counsellors = ALWAYS_OPEN,
 ) -> Turn:
-    """Run one turn of the conversation."""
+    """Run one turn of the conversation.
+
+    `case` is her open case with a counsellor, if any: her words then go to it, not to the menus.
+    `counsellors` says whether they answer now. A message that signals danger is answered with the
+    safety screen whatever the state of the conversation, first message and stop word included.
+    """
     if session.last_active and session.node and now - session.last_active > flows.idle_reset:
         # She came back after a long time: start again at the menu, keeping her language.
         session = replace(session, node=MENU, part=0, history=())
     if session.node is not None and session.node not in flows.nodes:
         session = replace(session, node=MENU, part=0, history=())  # content changed under her
-    acc = _Acc(flows, replace(session, last_active=now), courses, [], [])
+    acc = _Acc(flows, replace(session, last_active=now), courses, [], [], case, counsellors)
     text = clean(inp.text[: MAX_INPUT * 2])[:MAX_INPUT]
-    _route(acc, inp, text, fold(text))
+    folded = fold(text)
+    verdict = triage.classify(flows.triage, text) if inp.button is None and text else None
+    if verdict is not None:
+        _danger(acc, verdict, text, inp.media)
+    elif case is not None and _in_case(acc, inp, text, folded):
+        pass
+    else:
+        _route(acc, inp, text, folded)
     return acc.turn()
+
+
+def _danger(acc: _Acc, verdict: triage.Verdict, text: str, media: bool) -> None:
+    """The safety screen in her language (in both before she chose one), and an urgent case."""
+    if acc.session.opted_out:  # her writing asks for the answer, even after a stop word
+        acc.session = replace(acc.session, opted_out=False)
+        acc.events.append(OptedIn())
+    acc.events.append(DangerDetected(verdict.category, verdict.rule))
+    acc.events.append(WroteToCase(text, media))
+    node = acc.flows.node(f"{SAFETY_FLOW}.{verdict.category}")
+    if node.topic:
+        acc.events.append(TopicViewed(node.topic))
+    if acc.session.lang is None:
+        for lang in OFFERED_LANGUAGES:
+            acc.replies.append(screens.safety(acc.flows, replace(acc.session, lang=lang), node))
+        return
+    acc.session = acc.session.at(node.ref)
+    acc.replies.append(screens.safety(acc.flows, acc.session, node))
+
+
+def _in_case(acc: _Acc, inp: Input, text: str, folded: str) -> bool:
+    """Her open case takes her words; True when this turn is done. Menu words leave the case, a stop
+    word asks first, erasing still works, and a number still picks an option of the screen she sees."""
+    words, node = acc.flows.words, acc.node
+    if acc.session.opted_out:
+        return False
+    if (inp.button is not None and screens.is_menu_key(inp.button)) or folded in words.menu:
+        acc.events.append(CaseLeft())
+        _enter(acc, MENU)
+        left = acc.flows.text(acc.lang, acc.flows.strings["case_left"])
+        acc.replies[-1] = replace(acc.replies[-1], text=f"{left}\n{acc.replies[-1].text}")
+        return True
+    if folded in words.stop:
+        _enter(acc, CASE_STOP)
+        return True
+    if inp.button is not None or folded in words.erase:
+        return False  # a button she pressed, or "delete my data": the menus handle it
+    assert acc.case is not None
+    # A number picks from the screen she sees, except in a live chat, where "1" may answer the counsellor;
+    # there only the questions she has just been asked (stop? delete?) take numbers.
+    picks = acc.case.status == "waiting" or (node is not None and node.ref in (CASE_STOP, ERASE))
+    if picks and folded.isdigit() and node is not None:
+        shown = screens.options(acc.flows, node, acc.session.part, acc.lang)
+        if 1 <= int(folded) <= len(shown):
+            return False
+    if node is not None and node.ask and _answer(acc, node, text, folded):
+        return True
+    acc.events.append(WroteToCase(text, inp.media))
+    if acc.case.status == "waiting" and not acc.case.acknowledged:
+        acc.replies.append(Reply(acc.flows.text(acc.lang, acc.flows.strings["case_waiting"])))
+    return True
 
 
 def _route(acc: _Acc, inp: Input, text: str, folded: str) -> None:
@@ -109,7 +195,7 @@ def _route(acc: _Acc, inp: Input, text: str, folded: str) -> None:
     if folded.isdigit() and node is not None:
         _pick(acc, node, int(folded))
         return
-    if node is not None and node.ask and _answer(acc, node, folded):
+    if node is not None and node.ask and _answer(acc, node, text, folded):
         return
     target = _keyword(acc.flows, folded)
     if target is not None:
@@ -156,7 +242,7 @@ def _global_word(acc: _Acc, folded: str) -> bool:
     elif folded in words.help:
         _enter(acc, "main.help")
     elif folded in words.erase:
-        _enter(acc, "main.erase")
+        _enter(acc, ERASE)
     elif folded in words.clear and "main.clear_chat" in acc.flows.nodes:
         _enter(acc, "main.clear_chat")
     else:
@@ -198,8 +284,15 @@ def _pick(acc: _Acc, node: Node, number: int) -> None:
         acc.replies.append(screens.brief(acc.flows, acc.session, acc.flows.strings["not_understood"], node))
 
 
-def _answer(acc: _Acc, node: Node, folded: str) -> bool:
+def _answer(acc: _Acc, node: Node, text: str, folded: str) -> bool:
     """A free-text answer to a question; True when it was valid and saved."""
+    if node.save == "safe_hours":
+        window = _safe_hours(text)
+        if window is None or node.next is None:
+            return False
+        acc.events.append(SafeHoursSet(window))
+        _enter(acc, node.next)
+        return True
     if node.save == "district":
         district = _district(acc.flows, folded)
         if district is None or node.next is None:
@@ -209,6 +302,18 @@ def _answer(acc: _Acc, node: Node, folded: str) -> bool:
         _enter(acc, node.next)
         return True
     return False
+
+
+def _safe_hours(text: str) -> str | None:
+    """Hours as she writes them ("18-21", "с 18:00 до 21:00", "18 21") as a window "18:00-21:00"."""
+    times = _TIMES.findall(text)
+    if len(times) != 2:
+        return None
+    (h1, m1), (h2, m2) = times
+    try:
+        return hours.window(f"{h1}:{m1 or '00'}-{h2}:{m2 or '00'}").text()
+    except hours.HoursError:
+        return None
 
 
 def _district(flows: FlowSet, folded: str) -> str | None:
@@ -244,7 +349,18 @@ def _enter(acc: _Acc, ref: str, *, remember: bool = True) -> None:
         acc.events.append(TopicViewed(node.topic))
     if node.action is not None:
         _act(acc, node)
+    action = node.action
+    if action and action.kind == "escalate" and action.priority != "urgent" and not acc.counsellors.available:
+        _away(acc)
+        return
     _show(acc, node, 0)
+
+
+def _away(acc: _Acc) -> None:
+    """Outside service hours: when counsellors are back, and the help lines meanwhile."""
+    node = acc.flows.node(AWAY_NODE)
+    reply = screens.screen(acc.flows, acc.session, node, 0, acc.courses)
+    acc.replies.append(replace(reply, text=reply.text.replace("{time}", acc.counsellors.back_at or "")))
 
 
 def _show(acc: _Acc, node: Node, part: int) -> None:
@@ -266,7 +382,15 @@ def _act(acc: _Acc, node: Node) -> None:
     session = acc.session
     match action.kind:
         case "escalate":
-            acc.events.append(EscalationRequested(action.queue or "general", action.reason or "asked"))
+            queue = action.queue or _queue_of(acc.flows, session)
+            acc.events.append(EscalationRequested(queue, action.reason or "asked", action.priority))
+        case "safe_any_time":
+            acc.events.append(SafeHoursSet(None))
+        case "opt_out":
+            acc.session = replace(session, opted_out=True)
+            acc.events.append(OptedOut())
+            if acc.case is not None:
+                acc.events.append(CaseLeft())
         case "subscribe":
             acc.session = replace(session, subscribed=True)
             acc.events.append(Subscribed())
@@ -285,3 +409,14 @@ def _act(acc: _Acc, node: Node) -> None:
             acc.events.append(EraseRequested())
         case "clear_chat":
             acc.events.append(ClearChatRequested())
+
+
+def _queue_of(flows: FlowSet, session: Session) -> str:
+    """The queue of where she was before she asked for a person (legal, support, or general)."""
+    for ref in reversed((*session.history, session.node or "")):
+        flow = ref.split(".", 1)[0]
+        if flow in QUEUE_OF_FLOW:
+            return QUEUE_OF_FLOW[flow]
+        if flow not in ("counsellor", "main"):
+            break
+    return "general"

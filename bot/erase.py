@@ -10,10 +10,11 @@ import sqlalchemy as sa
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.store import Case, ChatMessage, Contact, ConversationState, Delivery, OutboxMessage
+from bot.store import ChatMessage, Contact, ConversationState, Delivery, OutboxMessage
 
-# Children first: every table holding her contact id, then the contact itself.
-_TABLES_WITH_CONTACT = (OutboxMessage, Case, Delivery, ConversationState, ChatMessage)
+# Children first: every table holding her contact id, then the contact itself. Cases are emptied, not
+# deleted, beforehand (bot.cases.intake.empty_for_erasure): staff must see that she erased her data.
+_TABLES_WITH_CONTACT = (OutboxMessage, Delivery, ConversationState, ChatMessage)
 
 
 async def everything(db: AsyncSession, contact_id: int) -> None:

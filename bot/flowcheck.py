@@ -16,12 +16,13 @@ from pathlib import Path
 
 from bot.channels import sms
 from bot.channels.telegram import CALLBACK_DATA_LIMIT
+from bot.conversation.triage import CATEGORIES
 from bot.conversation.triage import lint as triage_lint
-from bot.flows import MAIN_FLOW, SYSTEM_NODES, FlowSet, Node
+from bot.flows import AWAY_NODE, MAIN_FLOW, SAFETY_FLOW, SYSTEM_NODES, FlowSet, Node
 from bot.flowspec import Problem, read_yaml
 from bot.i18n import msgids_with_lines
 from bot.model import OFFERED_LANGUAGES, Reply, Session
-from bot.screens import brief, screen, welcome
+from bot.screens import brief, safety, screen, welcome
 
 NUMBER = re.compile(r"\d+(?:[.,/]\d+)*")
 
@@ -47,7 +48,11 @@ def check(flows: FlowSet, flows_dir: Path, *, budget: int = 2) -> list[Problem]:
 
 def unreachable(flows: FlowSet) -> Iterator[Problem]:
     """Nodes she cannot reach from the main menu by choosing options."""
-    roots = [f"{MAIN_FLOW}.{name}" for name in SYSTEM_NODES]
+    # The engine itself leads to danger screens (on danger words) and to the away screen (after hours).
+    reached_by_engine = [f"{SAFETY_FLOW}.{category}" for category in CATEGORIES] + [AWAY_NODE]
+    roots = [f"{MAIN_FLOW}.{name}" for name in SYSTEM_NODES] + [
+        r for r in reached_by_engine if r in flows.nodes
+    ]
     seen = set(roots)
     queue = deque(roots)
     while queue:
@@ -84,7 +89,8 @@ def screens_of(flows: FlowSet, lang: str) -> Iterator[tuple[Node | None, str, Re
     for node in flows.nodes.values():
         session = Session(lang=lang, node=node.ref)
         for part in range(len(node.texts)):
-            yield node, f"part {part + 1}", screen(flows, session, node, part, ())
+            shown = safety(flows, session, node) if node.danger else screen(flows, session, node, part, ())
+            yield node, f"part {part + 1}", shown
         if node.fact and node.source:
             text = f"{flows.text(lang, flows.strings['source_is'])} {flows.text(lang, node.source)}"
             yield node, "source", Reply(text)
@@ -94,11 +100,14 @@ def screens_of(flows: FlowSet, lang: str) -> Iterator[tuple[Node | None, str, Re
 
 
 def over_budget(flows: FlowSet, budget: int) -> Iterator[Problem]:
-    """SMS screens (in Cyrillic, the costliest letters) longer than `budget` segments."""
+    """SMS screens (in Cyrillic, the costliest letters) longer than `budget` segments.
+
+    A danger screen may take one segment more: cutting a help line to save an SMS is the worse choice.
+    """
     for lang in OFFERED_LANGUAGES:
         for node, what, reply in screens_of(flows, lang):
             cost = sms.cost(sms.render(reply))
-            if cost.segments > budget:
+            if cost.segments > budget + (1 if node is not None and node.danger else 0):
                 file, line, ref = (node.file, node.line, node.ref) if node else ("main.yaml", 1, "welcome")
                 yield Problem(
                     file,

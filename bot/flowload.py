@@ -14,9 +14,11 @@ from types import MappingProxyType
 
 from pydantic import BaseModel
 
-from bot.conversation.triage import LEXICON_FILE, Lexicon, load_lexicon
+from bot.conversation.triage import CATEGORIES, LEXICON_FILE, Lexicon, load_lexicon
 from bot.flows import (
+    AWAY_NODE,
     MAIN_FLOW,
+    SAFETY_FLOW,
     SYSTEM_NODES,
     SYSTEM_STRINGS,
     Action,
@@ -135,6 +137,7 @@ def _compile(
         for key in SYSTEM_STRINGS:
             if key not in strings:
                 problems.append(Problem(main_file, 1, f"strings: needs {key!r}"))
+    problems.extend(_safety_problems(nodes, flow_files))
     problems.extend(_keyword_clashes(nodes))
     if problems:
         raise FlowError(problems)
@@ -171,7 +174,6 @@ def _compile(
     )
 
 
-
 def _triage(flows_dir: Path, problems: list[Problem]) -> Lexicon | None:
     """The crisis triage rules; their problems join the others (a missing file is one too)."""
     try:
@@ -187,7 +189,14 @@ def _node(flow: str, name: str, spec: NodeSpec, file: str, lines: Lines) -> Node
 
     action = None
     if spec.do is not None:
-        action = Action(spec.do, queue=spec.queue, reason=spec.reason, lang=spec.lang, script=spec.script)
+        action = Action(
+            spec.do,
+            queue=spec.queue,
+            reason=spec.reason,
+            priority=spec.priority or "normal",
+            lang=spec.lang,
+            script=spec.script,
+        )
     texts = tuple(spec.parts) if spec.parts is not None else (spec.say or spec.ask or "",)
     return Node(
         ref=f"{flow}.{name}",
@@ -206,10 +215,12 @@ def _node(flow: str, name: str, spec: NodeSpec, file: str, lines: Lines) -> Node
         action=action,
         topic=spec.topic,
         keywords=tuple(dict.fromkeys(k for k in (fold(w) for w in spec.keywords) if k)),
-        fact=spec.fact or bool(spec.services) or any(_states_a_number(t) for t in texts),
+        # A question's numbers are examples of an answer ("for example 18-21"), not facts.
+        fact=spec.fact or bool(spec.services) or (spec.ask is None and any(map(_states_a_number, texts))),
         source=spec.source,
         reviewed=spec.reviewed,
         verify=spec.verify,
+        danger=spec.danger,
     )
 
 
@@ -260,6 +271,26 @@ def _node_problems(
             )
     if node.fact and (node.source is None or node.reviewed is None):
         problems.append(Problem(node.file, at(), f"{node.ref}: a fact node needs source and reviewed"))
+    if node.danger and node.services[:1] != ("emergency",):
+        problems.append(
+            Problem(node.file, at("services"), f"{node.ref}: a danger screen lists emergency (112) first")
+        )
+    return problems
+
+
+def _safety_problems(nodes: Mapping[str, Node], flow_files: Mapping[str, str]) -> list[Problem]:
+    """A danger screen for every triage category, and words for when counsellors are away."""
+    problems = []
+    safety_file = flow_files.get(SAFETY_FLOW, f"{SAFETY_FLOW}.yaml")
+    for category in CATEGORIES:
+        node = nodes.get(f"{SAFETY_FLOW}.{category}")
+        if node is None or not node.danger:
+            problems.append(
+                Problem(safety_file, 1, f"needs a node {category!r} with danger: true (triage category)")
+            )
+    escalates = any(n.action is not None and n.action.kind == "escalate" for n in nodes.values())
+    if escalates and AWAY_NODE not in nodes:
+        problems.append(Problem(flow_files.get("counsellor", "counsellor.yaml"), 1, f"needs {AWAY_NODE}"))
     return problems
 
 

@@ -13,7 +13,9 @@ from bot.conversation.triage import Lexicon
 from bot.i18n import Translations
 
 MAIN_FLOW = "main"
-SYSTEM_NODES = ("welcome", "menu", "language", "help", "stopped", "resumed", "erase")
+SYSTEM_NODES = ("welcome", "menu", "language", "help", "stopped", "resumed", "erase", "case_stop")
+SAFETY_FLOW = "safety"  # one danger screen per triage category: safety.suicide, safety.violence...
+AWAY_NODE = "counsellor.away"  # shown instead of an escalation's text outside service hours
 SYSTEM_STRINGS = (
     "more",
     "source",
@@ -26,6 +28,9 @@ SYSTEM_STRINGS = (
     "courses_all",
     "erased",
     "district_unknown",
+    "urgent_will_write",
+    "case_waiting",
+    "case_left",
 )
 
 
@@ -34,8 +39,9 @@ class Action:
     """What a node does when she reaches it."""
 
     kind: str
-    queue: str | None = None
+    queue: str | None = None  # escalate: None means the queue of where she was
     reason: str | None = None
+    priority: str = "normal"  # escalate: urgent | normal
     lang: str | None = None
     script: str | None = None
 
@@ -71,6 +77,7 @@ class Node:
     source: str | None = None
     reviewed: dt.date | None = None
     verify: bool = False
+    danger: bool = False  # a safety screen (no "Source" option)
 
     @property
     def flow(self) -> str:

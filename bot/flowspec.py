@@ -14,7 +14,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 NAME = r"^[a-z][a-z0-9_]*$"
 TARGET = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)?$")
 ActionKind = Literal[
-    "escalate", "subscribe", "unsubscribe", "set_language", "set_script", "erase", "clear_chat"
+    "escalate",
+    "subscribe",
+    "unsubscribe",
+    "set_language",
+    "set_script",
+    "erase",
+    "clear_chat",
+    "safe_any_time",
+    "opt_out",
 ]
 DATA_FILES = ("words.yaml", "directory.yaml", "districts.yaml")
 
@@ -53,14 +61,16 @@ class NodeSpec(_Spec):
     say: str | None = Field(default=None, min_length=1)
     parts: list[str] | None = Field(default=None, min_length=1)
     ask: str | None = Field(default=None, min_length=1)
-    save: Literal["district"] | None = None
+    save: Literal["district", "safe_hours"] | None = None
     next: str | None = Field(default=None, pattern=TARGET.pattern)
     invalid: str | None = None
     options: list[OptionSpec] = []
     services: list[str] = []
     listing: Literal["courses"] | None = Field(default=None, alias="list")
     do: ActionKind | None = None
-    queue: str | None = Field(default=None, pattern=NAME)
+    queue: str | None = Field(default=None, pattern=NAME)  # escalate: default, by where she was
+    priority: Literal["urgent", "normal"] | None = None
+    danger: bool = False  # a safety screen: calm first words, 112 first, no "Source" option
     reason: str | None = Field(default=None, pattern=NAME)
     lang: Literal["tg", "ru", "en"] | None = None
     script: Literal["cyrillic", "plain", "latin"] | None = None
@@ -80,7 +90,7 @@ class NodeSpec(_Spec):
             raise ValueError("an ask node needs save, next and invalid")
         if self.ask is None and (self.save or self.next or self.invalid):
             raise ValueError("save, next and invalid belong to ask nodes")
-        needs = {"escalate": ("queue", "reason"), "set_language": ("lang",), "set_script": ("script",)}
+        needs = {"escalate": ("reason",), "set_language": ("lang",), "set_script": ("script",)}
         for field_name in needs.get(self.do or "", ()):
             if getattr(self, field_name) is None:
                 raise ValueError(f"do: {self.do} needs {field_name}")

@@ -112,6 +112,22 @@ class Course:
     starts: date | None = None
 
 
+@dataclass(frozen=True)
+class OpenCase:
+    """Her case with a counsellor, as the engine needs to know it (the service reads it each turn)."""
+
+    status: Literal["waiting", "active"]
+    acknowledged: bool = False  # she was already told "a counsellor will write soon"
+
+
+@dataclass(frozen=True)
+class Counsellors:
+    """Whether counsellors answer now, and when they are back (Dushanbe time, "09:00") when not."""
+
+    available: bool = True
+    back_at: str | None = None
+
+
 # Events: what happened in a turn. The service applies them.
 
 
@@ -124,10 +140,39 @@ class TopicViewed:
 
 @dataclass(frozen=True)
 class EscalationRequested:
-    """She asked for a counsellor."""
+    """She asked for a counsellor, in the queue of where she was (legal, support, general)."""
 
     queue: str
     reason: str
+    priority: str = "normal"  # urgent | normal
+
+
+@dataclass(frozen=True)
+class DangerDetected:
+    """Her words signal danger: an urgent case opens (or hers is raised to urgent)."""
+
+    category: str  # suicide | violence | child | sexual | trafficking
+    rule: str
+
+
+@dataclass(frozen=True)
+class WroteToCase:
+    """Her words (or a photo, a voice note) go to her open case's transcript, for the counsellor."""
+
+    text: str
+    media: bool = False
+
+
+@dataclass(frozen=True)
+class CaseLeft:
+    """She left the chat with a counsellor (menu, or a confirmed stop word): her case closes."""
+
+
+@dataclass(frozen=True)
+class SafeHoursSet:
+    """She said when it is safe to write to her ("18-21", Dushanbe time); None: any time."""
+
+    hours: str | None
 
 
 @dataclass(frozen=True)
@@ -184,6 +229,10 @@ class ClearChatRequested:
 Event = (
     TopicViewed
     | EscalationRequested
+    | DangerDetected
+    | WroteToCase
+    | CaseLeft
+    | SafeHoursSet
     | LanguageChanged
     | DistrictSet
     | ScriptChanged

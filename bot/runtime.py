@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 from datetime import UTC, datetime, timedelta
 
+from bot.cases import jobs
 from bot.config import Settings
+from bot.conversation import hours
 from bot.crypto import Vault, development_keys, make_vault
 from bot.db import create_engine
 from bot.dispatcher import Dispatcher, Limits
@@ -54,6 +57,8 @@ def build(settings: Settings, flows: FlowSet | None = None) -> Hamroh:
         vault=vault_for(settings),
         clock=utc_now,
         new_token=new_token,
+        service_hours=hours.parse(settings.service_hours),
+        staff_chat=f"tg:{settings.staff_telegram_chat}" if settings.staff_telegram_chat else None,
     )
 
 
@@ -113,3 +118,32 @@ async def run_dispatcher(settings: Settings, hamroh: Hamroh, stop: asyncio.Event
     finally:
         for sender in senders:
             await sender.close()
+
+
+def case_timing(settings: Settings) -> jobs.Timing:
+    """How long cases may wait before the case jobs act, as configured."""
+    return jobs.Timing(
+        urgent_unclaimed=timedelta(minutes=settings.urgent_unclaimed_minutes),
+        active_silent=timedelta(minutes=settings.active_silent_minutes),
+        waiting_abandoned=timedelta(hours=settings.waiting_abandoned_hours),
+        transcript_kept=timedelta(days=settings.transcript_days),
+    )
+
+
+async def run_case_jobs(settings: Settings, hamroh: Hamroh, stop: asyncio.Event) -> None:
+    """Run the case jobs every few seconds until `stop` is set (one process at a time does the work)."""
+    every = timedelta(seconds=settings.jobs_interval_seconds)
+    while not stop.is_set():
+        try:
+            await jobs.run_if_due(
+                hamroh.engine,
+                hamroh.vault,
+                timing=case_timing(settings),
+                staff_chat=hamroh.staff_chat,
+                every=every,
+                now=hamroh.clock(),
+            )
+        except Exception as exc:  # the database is away: the next round tries again
+            log.warning("case jobs failed (%s); trying again", type(exc).__name__)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), every.total_seconds())

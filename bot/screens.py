@@ -38,7 +38,7 @@ def options(flows: FlowSet, node: Node, part: int, lang: str) -> tuple[Option, .
     if part < len(node.texts) - 1:
         return (Option(more_key(node, part + 1), flows.text(lang, flows.strings["more"])),)
     own = tuple(Option(option_key(node, o.id), flows.text(lang, o.label)) for o in node.options)
-    if node.fact and node.source:
+    if node.fact and node.source and not node.danger:
         own = (*own, Option(source_key(node), flows.text(lang, flows.strings["source"])))
     return own
 
@@ -53,6 +53,13 @@ def screen(flows: FlowSet, session: Session, node: Node, part: int, courses: Seq
         if node.listing == "courses":
             lines.extend(course_lines(flows, session, courses))
     return Reply("\n".join(lines), options(flows, node, part, lang), menu_label(flows, lang, node.ref))
+
+
+def safety(flows: FlowSet, session: Session, node: Node) -> Reply:
+    """A danger screen: calm first words, 112 and the lines for that danger, then "a person will write"."""
+    reply = screen(flows, session, node, 0, ())
+    will_write = flows.text(session.lang or "tg", flows.strings["urgent_will_write"])
+    return Reply(f"{reply.text}\n{will_write}", reply.options, reply.menu)
 
 
 def service_lines(flows: FlowSet, node: Node, lang: str) -> list[str]:

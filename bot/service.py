@@ -21,23 +21,33 @@ from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot import effects, outbox
+from bot.cases import alerts, deliver, intake, transcript
 from bot.channels import sms, telegram
+from bot.conversation.hours import DUSHANBE, Hours
 from bot.crypto import Vault, normalise_address
 from bot.db import transaction
 from bot.engine import step
 from bot.flows import FlowSet
 from bot.model import (
+    CaseLeft,
     Channel,
+    Counsellors,
     Course,
+    DangerDetected,
     EraseRequested,
+    EscalationRequested,
     Event,
     Input,
     OptedOut,
     Reply,
+    SafeHoursSet,
     Session,
     Turn,
+    WroteToCase,
 )
-from bot.store import Contact, ConversationState, CourseRow, Delivery
+from bot.store import Case, Contact, ConversationState, CourseRow, Delivery
+
+DANGER_QUEUE = "support"  # where an urgent case opened by her words waits (priority says it is urgent)
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +61,7 @@ class Inbound:
     text: str = ""
     button: str | None = None
     media: bool = False
+    media_ref: dict[str, str] | None = None  # e.g. {"kind": "photo", "file_id": ...}: for her case only
     provider_id: str | None = None  # Telegram update id or Twilio MessageSid: handled once
     message_id: int | None = None  # her Telegram message, kept 48 hours for "Clear this chat"
     simulated: bool = False  # from the simulator: replies are read back by it, never sent
@@ -106,6 +117,8 @@ class Hamroh:
     vault: Vault
     clock: Callable[[], datetime]
     new_token: Callable[[], str]
+    service_hours: Hours = field(default_factory=Hours)  # when counsellors answer (Dushanbe time)
+    staff_chat: str | None = None  # a Telegram chat that hears of urgent cases (never about her)
     courses: CourseCache = field(init=False)
 
     def __post_init__(self) -> None:
@@ -148,8 +161,16 @@ class Hamroh:
         state = await db.get(ConversationState, contact.id)
         session = Session.from_json(json.loads(state.state)) if state else Session()
         courses = await self.courses.get(db)
+        case = await intake.open_case_of(db, contact.id)
+        await deliver.release_held(db, contact.id, now)  # her writing releases what waited for her hours
         turn = step(
-            self.flows, session, Input(inbound.text, inbound.button, inbound.media), now, courses=courses
+            self.flows,
+            session,
+            Input(inbound.text, inbound.button, inbound.media),
+            now,
+            courses=courses,
+            case=intake.as_seen_by_engine(case),
+            counsellors=self.counsellors(now),
         )
         if any(isinstance(e, EraseRequested) for e in turn.events):
             await effects.erase_her(db, self.vault, contact, address, now)
@@ -158,6 +179,7 @@ class Hamroh:
             ids = await self._queue(db, None, inbound, address, turn, now, ephemeral=True)
             return Outcome(duplicate=False, contact_id=None, outbox_ids=ids, events=turn.events)
         await self._save(db, contact, state, turn, now)
+        case = await self._cases(db, contact, case, session, inbound, turn, now)
         if inbound.message_id is not None and inbound.channel == "telegram":
             await effects.remember_message(db, contact.id, inbound.message_id, now)
         await effects.apply(
@@ -171,7 +193,78 @@ class Hamroh:
             simulated=inbound.simulated,
         )
         ids = await self._queue(db, contact.id, inbound, address, turn, now)
+        if case is not None:  # what the bot told her belongs to the transcript the counsellor reads
+            for reply in turn.replies:
+                transcript.add(db, self.vault, case=case, author="bot", text=reply.text, now=now)
         return Outcome(duplicate=False, contact_id=contact.id, outbox_ids=ids, events=turn.events)
+
+    def counsellors(self, now: datetime) -> Counsellors:
+        """Whether counsellors answer now, and when they are back (her time, "09:00") if not."""
+        if self.service_hours.open_at(now):
+            return Counsellors()
+        back = self.service_hours.next_open(now).astimezone(DUSHANBE)
+        return Counsellors(available=False, back_at=f"{back:%H:%M}")
+
+    async def _cases(
+        self,
+        db: AsyncSession,
+        contact: Contact,
+        case: Case | None,
+        before: Session,
+        inbound: Inbound,
+        turn: Turn,
+        now: datetime,
+    ) -> Case | None:
+        """Apply what the turn did to her case: open or raise it, add her words, close it when she
+        leaves; alert staff when it became urgent. Returns her case if one is still open."""
+        urgent_now = False
+        for event in turn.events:
+            match event:
+                case EscalationRequested(queue=queue, reason=reason, priority=priority):
+                    case, raised = await intake.open_or_raise(
+                        db,
+                        contact=contact,
+                        case=case,
+                        queue=queue,
+                        category=reason,
+                        priority=priority,
+                        topics=self._topics(before),
+                        now=now,
+                    )
+                    urgent_now = urgent_now or raised
+                case DangerDetected(category=category):
+                    case, raised = await intake.open_or_raise(
+                        db,
+                        contact=contact,
+                        case=case,
+                        queue=DANGER_QUEUE,
+                        category=category,
+                        priority=intake.URGENT,
+                        topics=self._topics(before),
+                        now=now,
+                    )
+                    urgent_now = urgent_now or raised
+                case WroteToCase(text=text) if case is not None:
+                    media = inbound.media_ref if inbound.media else None
+                    await intake.her_words(db, self.vault, case=case, text=text, media=media, now=now)
+                    if case.status == "waiting":
+                        case.acknowledged = True  # the engine has told her once; it will not again
+                case CaseLeft() if case is not None:
+                    why = "She left the chat." if not contact.opted_out else "She stopped all messages."
+                    await intake.close_by_system(db, self.vault, case=case, outcome="left", why=why, now=now)
+                    case = None
+                case SafeHoursSet(hours=hours):
+                    contact.safe_hours = hours
+                    db.add(contact)
+        if urgent_now and case is not None:
+            text = alerts.NEW_URGENT.format(id=case.id)
+            await alerts.alert(db, self.vault, case=case, text=text, staff_chat=self.staff_chat, now=now)
+        return case
+
+    def _topics(self, session: Session) -> list[str]:
+        """The topics she looked at before asking (topic ids, never her words), oldest first."""
+        refs = (*session.history, session.node or "")
+        return [topic for ref in refs if (node := self.flows.nodes.get(ref)) and (topic := node.topic)]
 
     async def _contact(self, db: AsyncSession, channel: Channel, address: str, now: datetime) -> Contact:
         fingerprint = self.vault.fingerprint(address)

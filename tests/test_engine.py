@@ -252,7 +252,7 @@ def test_actions_emit_events(small: FlowSet) -> None:
     assert talk.events == (ClearChatRequested(),)
     talk.send(button="main.menu:settings")
     talk.send("4")
-    assert talk.events == (EscalationRequested("urgent", "asked"),)
+    assert talk.events == (EscalationRequested("general", "asked"),)  # from settings: no topic queue
 
 
 def test_erase_asks_first_then_forgets_everything(small: FlowSet) -> None:

@@ -111,8 +111,13 @@ async def test_an_escalation_opens_a_case(small_hamroh: Hamroh) -> None:
     reply = await say(small_hamroh, "4")
     assert reply[0]["text"].startswith("A counsellor will write to you.")
     (case,) = await rows(small_hamroh, Case)
-    assert (case.queue, case.reason, case.status) == ("urgent", "asked", "open")
-    assert [e.topic for e in await rows(small_hamroh, RequestLogEntry)] == ["escalation.urgent"]
+    assert (case.queue, case.category, case.priority, case.status) == (
+        "general",
+        "asked",
+        "normal",
+        "waiting",
+    )
+    assert [e.topic for e in await rows(small_hamroh, RequestLogEntry)] == ["escalation.general"]
 
 
 async def test_stop_means_nothing_more_is_sent_until_start(small_hamroh: Hamroh) -> None:
@@ -161,7 +166,8 @@ async def test_erase_leaves_nothing_of_her(small_hamroh: Hamroh) -> None:
     async with transaction(small_hamroh.engine) as db:
         contacts = (await db.exec(select(Contact))).all()
         assert [small_hamroh.vault.open(c.address) for c in contacts] == ["+992935550000"]
-        assert await count_rows(db, Case) == 0
+        (case,) = (await db.exec(select(Case))).all()  # her case stays, closed and empty, for the staff
+        assert (case.contact_id, case.outcome) == (None, "erased")
         assert await count_rows(db, ConversationState) == 1
         leftover = (await db.exec(select(OutboxMessage).where(OutboxMessage.contact_id == None))).all()  # noqa: E711
         assert [m.ephemeral for m in leftover] == [True]  # the confirmation, deleted once sent

@@ -13,8 +13,8 @@ from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot import outbox
-from bot.conversation import hours
 from bot.channels import sms, telegram
+from bot.conversation import hours
 from bot.crypto import Vault
 from bot.model import Channel, Reply, Script
 from bot.store import Contact, OutboxMessage

@@ -145,15 +145,31 @@ def _message(message: Message, provider_id: str) -> Action:
         return Ignored("message outside a private chat")
     message_id = message.message_id if isinstance(message.message_id, int) else None
     text = message.text if isinstance(message.text, str) else ""
-    media = any(getattr(message, kind, None) for kind in MEDIA)
-    if media and isinstance(message.caption, str):
+    kind = next((k for k in MEDIA if getattr(message, k, None)), None)
+    if kind is not None and isinstance(message.caption, str):
         text = message.caption  # her words beside a photo are still her words
-    if not text and not media:
+    if not text and kind is None:
         return Ignored("service message")  # a pinned message, a shared chat...: nothing she said
     inbound = Inbound(
-        "telegram", address, text=text, media=media, provider_id=provider_id, message_id=message_id
+        "telegram",
+        address,
+        text=text,
+        media=kind is not None,
+        media_ref=_file_reference(message, kind) if kind else None,
+        provider_id=provider_id,
+        message_id=message_id,
     )
     return Turn(inbound)
+
+
+def _file_reference(message: Message, kind: str) -> dict[str, str] | None:
+    """What a counsellor needs to fetch her photo or voice note from the Bot API later (nothing stored
+    but this id, and only in her case's sealed transcript)."""
+    attachment = getattr(message, kind)
+    if isinstance(attachment, tuple):  # photos come in several sizes: the largest is last
+        attachment = attachment[-1] if attachment else None
+    file_id = getattr(attachment, "file_id", None)
+    return {"kind": kind, "file_id": file_id} if isinstance(file_id, str) else None
 
 
 def _private_address(chat: Chat) -> str | None:

@@ -1,0 +1,39 @@
+"""Alerts to staff: the console hears every urgent case through the feed; an optional Telegram staff
+chat (HAMROH_STAFF_TELEGRAM_CHAT) gets "new urgent case #N" and nothing about her."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from bot import outbox
+from bot.cases import feed
+from bot.crypto import Vault, normalise_address
+from bot.store import Case
+
+# Staff read these in the staff chat; they carry a case number, never her words or her address.
+NEW_URGENT = "Hamroh: new urgent case #{id}. Open the console."
+STILL_UNCLAIMED = "Hamroh: urgent case #{id} is still waiting ({minutes} min). Supervisors, please take it."
+SILENT = "Hamroh: case #{id} has had no reply from staff for {minutes} min."
+
+
+async def alert(
+    db: AsyncSession, vault: Vault, *, case: Case, text: str, staff_chat: str | None, now: datetime
+) -> None:
+    """Tell the console (sound, notification) and the staff chat, if one is set."""
+    case.alerted_at = now
+    db.add(case)
+    await feed.publish(db, "case_alert", case, now)
+    if staff_chat:
+        address = normalise_address("telegram", staff_chat)
+        db.add(
+            outbox.row(
+                vault,
+                contact_id=None,
+                channel="telegram",
+                sealed_address=vault.seal(address),
+                body={"text": text},
+                now=now,
+            )
+        )
