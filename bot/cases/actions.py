@@ -10,10 +10,12 @@ supervisors and admins may also close or transfer any open case.
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from datetime import datetime
 
 import sqlalchemy as sa
-from sqlmodel import col, select
+from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot import outbox
@@ -22,6 +24,7 @@ from bot.conversation.hours import HoursError, Window
 from bot.conversation.hours import window as read_window
 from bot.crypto import Vault
 from bot.staff import audit
+from bot.staff.accounts import find_staff
 from bot.store import OPEN_STATUSES, Case, CaseMessage, Contact, OutboxMessage, Staff
 
 # `erased` (she erased her data) and `left` (she left the chat) are set by the system only.
@@ -30,6 +33,7 @@ OUTCOMES = ("safety_plan", "referred", "information", "resolved", "no_contact", 
 QUEUES = ("general", "legal", "support")
 HANDLERS = ("counsellor", "supervisor", "admin")
 OVERSEERS = ("supervisor", "admin")
+_UNSENDABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
 MAX_TEXT = 1600  # ten UCS-2 SMS segments: beyond that a message is a letter, not a reply
 
 
@@ -117,7 +121,8 @@ async def close(
         raise CaseInvalid(f"the outcome must be one of: {', '.join(OUTCOMES)}")
     case = await _held(db, case_id, staff, overseers_too=True)
     case.status, case.outcome, case.closed_at = "closed", outcome, now
-    case.note = vault.seal(note.strip()) if note.strip() else None
+    note = _tidy(note)
+    case.note = vault.seal(note) if note else None
     db.add(case)
     await _changed(db, staff, case, "closed", now, feed_kind="case_closed", event="closed", detail=outcome)
     return case
@@ -142,8 +147,8 @@ async def transfer(
         raise CaseInvalid(f"the queue must be one of: {', '.join(QUEUES)}")
     colleague = None
     if to_staff is not None:
-        found = await db.exec(select(Staff).where(Staff.name == to_staff))
-        colleague = found.first()
+        # A control character or a lone surrogate is in no name, and the database refuses to look for one.
+        colleague = None if _UNSENDABLE.search(to_staff) else await find_staff(db, name=to_staff)
         if colleague is None or colleague.disabled or colleague.role not in HANDLERS:
             raise CaseInvalid("no active counsellor, supervisor or admin has that name")
     case = await _held(db, case_id, staff, overseers_too=True)
@@ -226,11 +231,19 @@ async def unmask(db: AsyncSession, vault: Vault, *, case_id: int, staff: Staff, 
 
 
 def _text(text: str) -> str:
-    if not text.strip():
+    text = _tidy(text)
+    if not text:
         raise CaseInvalid("the text is empty")
     if len(text) > MAX_TEXT:
         raise CaseInvalid(f"the text is too long: at most {MAX_TEXT} characters")
     return text
+
+
+def _tidy(text: str) -> str:
+    """Text as it can be sealed and sent: NFC, line breaks kept, no control characters or lone
+    surrogates (which a JSON body may carry and UTF-8 cannot)."""
+    text = _UNSENDABLE.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
+    return unicodedata.normalize("NFC", text).strip()
 
 
 def _may_handle(staff: Staff) -> None:

@@ -1,0 +1,42 @@
+"""The JSON API for integrations, under /api: bearer tokens only (never the console's cookie, so no CSRF),
+and an OpenAPI schema of its own at /api/openapi.json (the rest of the app publishes none)."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.openapi.utils import get_openapi
+
+from api.rest import cases
+from api.rest.errors import ApiRoute
+
+TITLE = "Hamroh API"
+VERSION = "1"
+
+router = APIRouter(prefix="/api", route_class=ApiRoute)
+router.include_router(cases.router)
+
+
+@cache
+def schema() -> dict[str, Any]:
+    """The API's OpenAPI schema, built once from its own routes."""
+    document = get_openapi(
+        title=TITLE,
+        version=VERSION,
+        description="Cases, for counsellors' tools. Send `Authorization: Bearer <token>` "
+        "(a token from `hamroh staff token NAME`).",
+        routes=router.routes,
+    )
+    document.setdefault("components", {})["securitySchemes"] = {
+        "bearer": {"type": "http", "scheme": "bearer"}
+    }
+    document["security"] = [{"bearer": []}]
+    return document
+
+
+@router.get("/openapi.json", include_in_schema=False)
+async def openapi() -> dict[str, Any]:
+    """The schema, for code generators and for people."""
+    return schema()
