@@ -324,9 +324,10 @@ def _find(lexicon: Lexicon, words: list[str]) -> dict[int, list[Span]]:
             if not letters.startswith(term.joined, offset):
                 continue
             stop = offset + len(term.joined)
-            if term.whole[-1] and stop != len(letters) and stop not in starts:
+            end = bisect_left(starts, stop)  # the words up to `stop`: those starting before it
+            if term.whole[-1] and stop != len(letters) and (end == len(starts) or starts[end] != stop):
                 continue  # a whole last word must end where a word of hers ends
-            found.setdefault(term_id, []).append((start, bisect_left(starts, stop)))
+            found.setdefault(term_id, []).append((start, end))
     return found
 
 
