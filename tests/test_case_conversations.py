@@ -243,3 +243,42 @@ async def test_the_case_jobs_realert_requeue_close_and_purge(small_hamroh: Hamro
     assert (await run()) == jobs.Done(purged=1)
     assert await cases(small_hamroh) == []
     assert [e.kind for e in await table(small_hamroh, CaseEvent)] == ["opened", "returned", "closed"]
+
+
+async def test_real_content_danger_in_every_form_she_may_type(hamroh: Hamroh) -> None:
+    """With the real content: Tajik with and without its letters, Latin, Russian; first messages all."""
+    for number, (text, category) in enumerate(
+        [
+            ("мард маро мезанад", "violence"),
+            ("mard maro mekushad", "violence"),
+            ("муж бьет меня, боюсь убьет", "violence"),
+            ("худамро мекушам", "suicide"),
+        ]
+    ):
+        tajik, russian = await say(hamroh, text, address=f"+99292700200{number}")
+        for reply, lang in ((tajik, "tg"), (russian, "ru")):
+            node = hamroh.flows.node(f"safety.{category}")
+            assert reply.startswith(hamroh.flows.text(lang, node.texts[0]))
+            assert reply.splitlines()[1].endswith(": 112")
+    urgent = [c for c in await cases(hamroh) if c.priority == "urgent"]
+    assert len(urgent) == 4
+
+
+async def test_real_content_near_misses_stay_in_the_menus(hamroh: Hamroh) -> None:
+    await say(hamroh, "1")
+    for text in ("I'm dying to see my son", "телефонам мурд", "он выбивает ковер"):
+        (reply,) = await say(hamroh, text)
+        assert "112" not in reply
+    assert await cases(hamroh) == []
+
+
+async def test_real_content_a_legal_question_goes_to_the_legal_queue(hamroh: Hamroh) -> None:
+    await say(hamroh, "2")  # Russian
+    await say(hamroh, "алимент")
+    (menu,) = await say(hamroh, "консультант")
+    assert menu.startswith(hamroh.flows.text("ru", hamroh.flows.node("counsellor.menu").texts[0]))
+    (legal,) = await say(hamroh, "2")  # "A legal question"
+    assert legal.startswith(hamroh.flows.text("ru", hamroh.flows.node("legal.lawyer").texts[0]))
+    (case,) = await cases(hamroh)
+    assert (case.queue, case.priority, case.category) == ("legal", "normal", "legal_question")
+    assert "legal.alimony" in json.loads(case.topics)
