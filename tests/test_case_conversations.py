@@ -282,3 +282,18 @@ async def test_real_content_a_legal_question_goes_to_the_legal_queue(hamroh: Ham
     (case,) = await cases(hamroh)
     assert (case.queue, case.priority, case.category) == ("legal", "normal", "legal_question")
     assert "legal.alimony" in json.loads(case.topics)
+
+
+async def test_a_photo_in_a_case_reaches_the_counsellor_as_a_reference(small_hamroh: Hamroh) -> None:
+    await small_hamroh.handle(Inbound("telegram", "tg:555", text=DANGER))
+    photo = {"kind": "photo", "file_id": "AgACAgIAAxk"}
+    await small_hamroh.handle(Inbound("telegram", "tg:555", media=True, media_ref=photo))
+    (case,) = await cases(small_hamroh)
+    assert case.id is not None
+    async with transaction(small_hamroh.engine) as db:
+        her = [
+            line for line in await transcript.lines(db, small_hamroh.vault, case.id) if line.author == "her"
+        ]
+        stored = (await db.exec(select(CaseMessage))).all()
+    assert [(line.text, line.media) for line in her] == [(DANGER, None), ("", photo)]
+    assert all(b"AgACAgIAAxk" not in row.body for row in stored)  # sealed, like her words

@@ -158,3 +158,13 @@ def test_telegram_commands_refuse_without_credentials(tmp_path: Path) -> None:
         result = run(command, tmp_path)
         assert result.returncode == 2
         assert "HAMROH_TELEGRAM_TOKEN" in result.stderr
+
+
+def test_purge_deletes_only_cases_closed_long_ago(tmp_path: Path) -> None:
+    assert run(["db", "upgrade"], tmp_path).returncode == 0
+    # A danger message opens an urgent case; leaving with "0" closes it (outcome "left").
+    run(["chat", "--from", "+992900000014", "--lang", "ru"], tmp_path, stdin="мард маро мезанад\n0\n")
+    assert run(["purge"], tmp_path).stdout.strip() == "closed cases purged: 0"  # closed just now
+    assert (
+        run(["purge"], tmp_path, HAMROH_TRANSCRIPT_DAYS="0.000001").stdout.strip() == "closed cases purged: 1"
+    )
