@@ -105,7 +105,7 @@ def step(
     acc = _Acc(flows, replace(session, last_active=now), courses, [], [], case, counsellors)
     text = clean(inp.text[: MAX_INPUT * 2])[:MAX_INPUT]
     folded = fold(text)
-    verdict = triage.classify(flows.triage, text) if inp.button is None and text else None
+    verdict = triage.classify_folded(flows.triage, folded) if inp.button is None and folded else None
     if verdict is not None:
         _danger(acc, verdict, text, inp.media)
     elif case is not None and _in_case(acc, inp, text, folded):
