@@ -17,7 +17,10 @@ Methods: sendMessage (validates chat_id, 1-4,096 characters of text, callback_da
 answers a message object, message ids counting up per chat), deleteMessages (1-100 ids), answerCallbackQuery,
 setWebhook / deleteWebhook / getWebhookInfo (while a webhook is set, getUpdates answers 409 as Telegram
 does), getUpdates (serves what `push_update` queued; `offset` confirms and drops older ones; a long poll
-waits up to `timeout` seconds; allowed_updates is recorded, not applied), getMe.
+waits up to `timeout` seconds; allowed_updates is recorded, not applied), getMe, getFile (a file that
+`add_file(file_id, content)` registered, with its `file_path`; another id: 400 "Bad Request: invalid
+file_id"). Files download from GET `/file/bot<token>/<file_path>` (another token or path: 404); each
+download is recorded as a call of method "download" (params: {"file_path": ...}).
 
 Record: every call, as it arrives, in a thread-safe list: `calls` (a copy), `calls_to(method)`,
 `sent_texts(chat_id=None)` (texts of sendMessage calls answered 200), `await wait_for(method, count)`.
@@ -59,7 +62,7 @@ from urllib.parse import parse_qsl
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 TOKEN = "7000000001:AAHfakeTokenForTestsOnly_abcdefghij12"  # shaped like a real one (bot.logs knows it)
@@ -147,6 +150,7 @@ class FakeTelegram:
         self._update_ids = itertools.count(1)
         self._message_ids: dict[Any, Iterator[int]] = {}
         self._release = threading.Event()
+        self._files: dict[str, tuple[str, bytes]] = {}  # file_id -> (file_path, content)
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self._socket: socket.socket | None = None
@@ -161,7 +165,12 @@ class FakeTelegram:
         self._socket.bind(("127.0.0.1", 0))
         port = self._socket.getsockname()[1]
         self.api_url = f"http://127.0.0.1:{port}"
-        app = Starlette(routes=[Route("/bot{token}/{method}", self._endpoint, methods=["GET", "POST"])])
+        app = Starlette(
+            routes=[
+                Route("/bot{token}/{method}", self._endpoint, methods=["GET", "POST"]),
+                Route("/file/bot{token}/{path:path}", self._download, methods=["GET"]),
+            ]
+        )
         config = uvicorn.Config(
             app,
             log_config=None,
@@ -240,6 +249,13 @@ class FakeTelegram:
             self.throttled = 0
 
     # --- scripting -----------------------------------------------------------------------------------
+
+    def add_file(self, file_id: str, content: bytes, *, file_path: str | None = None) -> str:
+        """Make a file she sent available to getFile and for download; returns its file_path."""
+        path = file_path or f"files/{file_id}"
+        with self._lock:
+            self._files[file_id] = (path, content)
+        return path
 
     def push_update(self, update: dict[str, Any]) -> int:
         """Queue an update for getUpdates (an update_id is given when it has none); returns its id."""
@@ -344,7 +360,33 @@ class FakeTelegram:
             return 200, _ok({"url": url, "has_custom_certificate": False, "pending_update_count": 0})
         if name == "getme":
             return 200, _ok(self._bot_user())
+        if name == "getfile":
+            with self._lock:
+                known = self._files.get(str(params.get("file_id", "")))
+            if known is None:
+                return 400, _error(400, "Bad Request: invalid file_id")
+            file_id = str(params["file_id"])
+            return 200, _ok(
+                {
+                    "file_id": file_id,
+                    "file_unique_id": f"u{file_id}",
+                    "file_size": len(known[1]),
+                    "file_path": known[0],
+                }
+            )
         return 404, _NOT_FOUND
+
+    async def _download(self, request: Request) -> Response:
+        path = request.path_params["path"]
+        call = Call("download", {"file_path": path}, time.monotonic())
+        with self._lock:
+            self._calls.append(call)
+            content = next((c for p, c in self._files.values() if p == path), None)
+        if request.path_params["token"] != self.token or content is None:
+            call.status = 404
+            return JSONResponse(_NOT_FOUND, status_code=404)
+        call.status = 200
+        return Response(content, media_type="application/octet-stream")
 
     def _take_fault(self, method: str) -> _Fault | None:
         with self._lock:
