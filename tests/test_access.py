@@ -72,6 +72,22 @@ ACCESS: dict[tuple[str, str], Access] = {
     ("POST", "/api/cases/{case_id}/messages"): COUNSELLING,
     ("POST", "/api/cases/{case_id}/close"): COUNSELLING,
     ("POST", "/api/cases/{case_id}/transfer"): COUNSELLING,
+    ("GET", "/console"): COUNSELLING,
+    ("GET", "/console/queue"): COUNSELLING,
+    ("GET", "/console/events"): COUNSELLING,
+    ("GET", "/console/cases/{case_id}"): COUNSELLING,
+    ("GET", "/console/cases/{case_id}/live"): COUNSELLING,
+    ("GET", "/console/cases/{case_id}/media/{line_id}"): COUNSELLING,
+    ("POST", "/console/cases/{case_id}/cost"): COUNSELLING,
+    ("POST", "/console/cases/{case_id}/claim"): COUNSELLING,
+    ("POST", "/console/cases/{case_id}/release"): COUNSELLING,
+    ("POST", "/console/cases/{case_id}/reply"): COUNSELLING,
+    ("POST", "/console/cases/{case_id}/note"): COUNSELLING,
+    ("POST", "/console/cases/{case_id}/transfer"): COUNSELLING,
+    ("POST", "/console/cases/{case_id}/send-now"): COUNSELLING,
+    ("POST", "/console/cases/{case_id}/safe-hours"): COUNSELLING,
+    ("POST", "/console/cases/{case_id}/close"): COUNSELLING,
+    ("POST", "/console/cases/{case_id}/unmask"): COUNSELLING,
 }
 
 SAMPLES: dict[str, str] = {}  # a path parameter's sample value, by name, where 999999 will not do
