@@ -41,6 +41,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         stop = asyncio.Event()
         listener.start()
+        console.end_streams_at_exit(listener)
         sending = None
         if dispatch:  # `hamroh serve` sends too, unless a separate `hamroh dispatch` does
             sending = asyncio.create_task(run_dispatcher(settings, service, stop))

@@ -132,6 +132,9 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         port=args.port or settings.port,
         log_config=None,
         access_log=False,
+        # At a stop, a request still running after a few seconds is cut (event streams end at once by
+        # themselves), so the dispatcher stops in order before a container's stop timeout kills it.
+        timeout_graceful_shutdown=5,
     )
     return 0
 

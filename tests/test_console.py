@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import signal
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -298,6 +299,30 @@ async def test_the_stream_has_ids_and_resumes_after_last_event_id(
         '"queue": "support"}\n\n'
     ) in text
     assert ": keep-alive\n\n" in text  # nothing else came: comments keep the connection open
+
+
+async def test_streams_end_at_once_when_the_process_is_told_to_stop(listener: Listener) -> None:
+    chunks: list[str] = []
+    streaming = asyncio.Event()
+
+    async def read() -> None:
+        async for chunk in console_events.stream(listener, None, keep_alive=60, lasts=60):
+            chunks.append(chunk)
+            streaming.set()
+
+    reading = asyncio.create_task(read())
+    await asyncio.wait_for(streaming.wait(), 5)
+    previous = signal.getsignal(signal.SIGTERM)
+    heard: list[int] = []
+    signal.signal(signal.SIGTERM, lambda number, frame: heard.append(number))  # the server's own handler
+    try:
+        console_events.end_streams_at_exit(listener)
+        signal.raise_signal(signal.SIGTERM)
+        await asyncio.wait_for(reading, 1)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert heard == [signal.SIGTERM]  # the server still hears it, after the streams were told to end
+    assert chunks == ["retry: 1000\n\n"]
 
 
 def test_a_reload_message_has_the_id_to_resume_from() -> None:

@@ -8,9 +8,10 @@ only ever rendered as escaped text.
 from fastapi import APIRouter
 
 from api.console import events, forms, media, pages
+from api.console.events import end_streams_at_exit
 
 router = APIRouter()
 for part in (pages.router, forms.router, events.router, media.router):
     router.include_router(part)
 
-__all__ = ["router"]
+__all__ = ["end_streams_at_exit", "router"]

@@ -3,16 +3,20 @@
 Each message names a case and how urgent it is, never her words: the page asks for the fragments it
 shows. Every message has an `id:`, so a browser that reconnects sends Last-Event-ID and gets exactly what
 it missed. A comment every 15 seconds keeps proxies from closing a quiet stream. A stream ends by itself
-after a few minutes and the browser reconnects at once: a logged-out session stops being served, and a
-server that is shutting down is never kept waiting long.
+after a few minutes and the browser reconnects at once, so a logged-out session stops being served; and
+every stream ends as soon as the server is told to stop.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import signal
+import threading
 import time
-from collections.abc import AsyncIterator
-from typing import Annotated
+from collections.abc import AsyncIterator, Callable
+from types import FrameType
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query
 from fastapi.responses import StreamingResponse
@@ -58,7 +62,34 @@ async def stream(
         ends = time.monotonic() + lasts
         while (left := ends - time.monotonic()) > 0:
             batch = await subscription.next(within=min(keep_alive, left))
+            if subscription.ended:
+                return
             yield "".join(message(event) for event in batch) if batch else ": keep-alive\n\n"
+
+
+def end_streams_at_exit(listener: Listener) -> None:
+    """End every event stream as soon as the server is told to stop (SIGTERM, Ctrl+C).
+
+    A server waits for open responses before it shuts down, and an event stream never ends by itself: an
+    open console would hold `hamroh serve` for minutes, past the point where a container is killed. So the
+    server's own signal handlers are wrapped (in the main thread only, where signals arrive) to end the
+    streams first; browsers reconnect to whichever process serves next, and resume by Last-Event-ID.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    loop = asyncio.get_running_loop()
+    for number in (signal.SIGINT, signal.SIGTERM):
+        previous = signal.getsignal(number)
+        if not callable(previous):  # nobody handles it: the process just ends, streams with it
+            continue
+
+        def handler(
+            sig: int, frame: FrameType | None, previous: Callable[[int, FrameType | None], Any] = previous
+        ) -> None:
+            loop.call_soon_threadsafe(listener.end_subscriptions)
+            previous(sig, frame)
+
+        signal.signal(number, handler)
 
 
 def message(event: FeedEvent) -> str:

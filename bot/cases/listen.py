@@ -99,9 +99,17 @@ class Subscription:
         if self._buffer or self._overflowed:
             self._ready.set()
 
+    @property
+    def ended(self) -> bool:
+        """Whether the process is stopping: the client should go (and come back to another process)."""
+        return self._listener.ending
+
     async def next(self, within: float | None = None) -> list[FeedEvent]:
         """The events waiting (oldest first), or after `within` seconds an empty list. A single
-        `reload` event (id: the newest id known) means some were dropped: show everything afresh."""
+        `reload` event (id: the newest id known) means some were dropped: show everything afresh.
+        Returns at once, empty, once `ended`."""
+        if self.ended:
+            return []
         if not self._ready.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._ready.wait(), within)
@@ -143,6 +151,7 @@ class Listener:
         self.retry_seconds = retry_seconds
         self.cursor: int | None = None  # the newest id handed out (None: not following the feed now)
         self.connected = asyncio.Event()  # PostgreSQL: LISTEN is in place
+        self.ending = False  # the process is stopping: subscriptions end
         self._sqlite = is_sqlite(engine)
         self._reader = _reader_for(engine) if self._sqlite else engine
         self._connect = connect or asyncpg.connect
@@ -164,6 +173,7 @@ class Listener:
         """Run the listener in the background (again after stop(); a second start() does nothing)."""
         if self._task is None or self._task.done():
             self._stop.clear()
+            self.ending = False
             self._task = asyncio.create_task(self._run(), name="console-listener")
 
     async def stop(self) -> None:
@@ -176,6 +186,13 @@ class Listener:
                 await asyncio.wait_for(task, STOP_SECONDS)
         if self._sqlite:
             await self._reader.dispose()
+
+    def end_subscriptions(self) -> None:
+        """The process is about to stop: wake every subscriber and tell it to go. Long-lived clients
+        (event streams) would otherwise hold a graceful shutdown open."""
+        self.ending = True
+        for subscription in self._subscribers:
+            subscription._ready.set()
 
     async def newest(self) -> int:
         """The newest event id in the table (0 when there is none)."""
