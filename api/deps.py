@@ -47,7 +47,11 @@ class LoginRequired(Exception):
 
 
 async def get_db(request: Request) -> AsyncIterator[AsyncSession]:
-    """One unit of work for the request, committed before the answer is sent (rolled back if it raises)."""
+    """One unit of work for the request, committed before the answer is sent (rolled back if it raises).
+
+    The login dependencies read through it when a route has it. A route holding it must not open another
+    `transaction()` on the same engine: on SQLite the second would wait forever for the first one's lock.
+    """
     async with transaction(get_hamroh(request).engine) as db:
         request.state.db = db
         try:
