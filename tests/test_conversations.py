@@ -92,8 +92,10 @@ async def test_a_conversation_in_russian_on_telegram_with_buttons(hamroh: Hamroh
         topics = [e.topic for e in (await db.exec(select(RequestLogEntry))).all()]
     assert case.queue == "support"
     assert "escalation.support" in topics
-    await her.send("развод")
-    assert (await her.send("меню")).startswith(her.t("How can I help you?"))
+    await her.send("развод")  # her words now go to the counsellor, not to the menus
+    left = await her.send("меню")
+    assert left.startswith(her.t("You left the chat with the counsellor."))
+    assert her.t("How can I help you?") in left
 
 
 async def test_she_can_switch_language_at_any_time(hamroh: Hamroh) -> None:
