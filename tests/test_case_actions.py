@@ -247,6 +247,17 @@ async def test_a_reply_waits_for_her_safe_hours_unless_sent_now(
     assert not third.held
     assert third.next_attempt_at == clock.now
 
+    # "Send now" on a reply lets what waited before it go first: her messages leave in the order written.
+    async with transaction(engine) as db:
+        await actions.set_safe_hours(db, case_id=case_id, staff=dilnoza, hours="20-22", now=clock.now)
+        await actions.reply(db, vault, case_id=case_id, staff=dilnoza, text="Waits", now=clock.now)
+        await actions.reply(
+            db, vault, case_id=case_id, staff=dilnoza, text="Now", now=clock.now, send_now=True
+        )
+    waited, now_sent = (await rows(engine, OutboxMessage))[3:]
+    assert (waited.held, waited.next_attempt_at) == (False, clock.now)
+    assert (now_sent.held, now_sent.next_attempt_at) == (False, clock.now)
+
     audit = [(a.action, a.detail) for a in await rows(engine, AuditEntry)]
     assert audit == [
         ("claimed", ""),
@@ -258,6 +269,10 @@ async def test_a_reply_waits_for_her_safe_hours_unless_sent_now(
         ("wrote", ""),
         ("safe_hours", "set"),
         ("safe_hours", "any time"),
+        ("safe_hours", "set"),
+        ("wrote", ""),
+        ("wrote", ""),
+        ("send_now", "reply"),
     ]
 
 

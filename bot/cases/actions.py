@@ -92,6 +92,9 @@ async def reply(
     text = _text(text)
     case = await _held(db, case_id, staff)
     contact = await _her(db, case)
+    if send_now:  # her messages leave in the order written: what waits before this one goes first
+        assert contact.id is not None
+        await deliver.release_held(db, contact.id, now)
     await outbox.add(db, [deliver.to_her(vault, contact=contact, text=text, now=now, send_now=send_now)])
     message = transcript.add(db, vault, case=case, author="staff", text=text, now=now, staff_id=staff.id)
     case.last_staff_at = now
