@@ -20,6 +20,8 @@
   var opens = 0;
   var closedTimes = 0;
   var transcriptAtBottom = true;
+  var hersBefore = 0;
+  var announce = document.getElementById("announce");
 
   function say(state, text) {
     liveState.setAttribute("data-state", state);
@@ -126,17 +128,31 @@
     }
   });
 
+  function herLines() {
+    return document.querySelectorAll("#transcript .line.her").length;
+  }
+
   document.addEventListener("htmx:beforeSwap", function (event) {
     var transcript = document.getElementById("transcript");
     if (transcript && event.detail.target.id === "live") {
       transcriptAtBottom = transcript.scrollHeight - transcript.scrollTop - transcript.clientHeight < 40;
+      hersBefore = herLines();
     }
   });
 
   document.addEventListener("htmx:afterSwap", function (event) {
     var target = event.detail.target;
-    if (target.id === "live" && transcriptAtBottom) {
-      toBottom();
+    if (target.id === "live") {
+      if (transcriptAtBottom) {
+        toBottom();
+      }
+      if (herLines() > hersBefore) {
+        // The conversation is swapped whole: say only what is new, not the whole transcript again.
+        announce.textContent = "";
+        window.setTimeout(function () {
+          announce.textContent = "She wrote a new message.";
+        }, 50);
+      }
     }
     if (target.id === "queue") {
       var body = target.querySelector("[data-urgent-waiting]");
