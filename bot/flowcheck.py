@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from bot.cases import canned
 from bot.channels import sms
 from bot.channels.telegram import CALLBACK_DATA_LIMIT
 from bot.conversation.triage import CATEGORIES
@@ -43,7 +44,20 @@ def check(flows: FlowSet, flows_dir: Path, *, budget: int = 2) -> list[Problem]:
     problems.extend(over_budget(flows, budget))
     problems.extend(long_keys(flows))
     problems.extend(triage_lint(flows.triage))  # its examples and near-misses, tried
+    problems.extend(canned_problems(flows_dir))
     return problems
+
+
+def canned_problems(flows_dir: Path) -> list[Problem]:
+    """What is wrong with the counsellors' canned replies, if the file is there."""
+    path = flows_dir / canned.FILE_NAME
+    if not path.exists():
+        return []
+    try:
+        canned.load(path)
+    except canned.CannedError as exc:
+        return [Problem(canned.FILE_NAME, 0, str(exc).removeprefix(f"{canned.FILE_NAME}: "))]
+    return []
 
 
 def unreachable(flows: FlowSet) -> Iterator[Problem]:

@@ -47,7 +47,7 @@ from bot.i18n import Translations
 from bot.text import fold
 
 LONE_ZERO = re.compile(r"(?<![\d/.,])0(?![\d/.,])")
-NOT_FLOWS = ("canned.yaml",)  # beside the flows, but read by the console (api/console/canned.py)
+NOT_FLOWS = ("canned.yaml",)  # beside the flows, but read by the console (bot/cases/canned.py)
 
 
 def load_flowset(

@@ -22,11 +22,11 @@ from sqlmodel import col, select
 
 from api.app import create_app
 from api.console import events as console_events
-from api.console.canned import Canned, CannedError, load
 from api.console.sound import PATH as CHIME_PATH
 from api.console.sound import chime
 from bot import erase
 from bot.cases import feed, intake
+from bot.cases.canned import Canned, CannedError, load
 from bot.cases.listen import RELOAD, FeedEvent, Listener
 from bot.config import ROOT, Settings
 from bot.conversation.hours import DUSHANBE

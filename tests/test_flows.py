@@ -118,3 +118,10 @@ def test_real_content_states_no_phone_number_outside_the_directory(flows: FlowSe
         for text in node.texts:
             for number in numbers:
                 assert number not in text.replace(" ", ""), f"{node.ref} writes {number} itself"
+
+
+def test_flows_check_reports_a_broken_canned_replies_file(tmp_path: Path, flows: FlowSet) -> None:
+    shutil.copytree(ROOT / "flows", tmp_path / "flows")
+    (tmp_path / "flows" / "canned.yaml").write_text("replies:\n  - {id: x, title: Hi, tg: Салом}\n", "utf-8")
+    problems = [str(p) for p in check(flows, tmp_path / "flows")]
+    assert any(p.startswith("canned.yaml:0:") and "ru" in p for p in problems), problems

@@ -10,11 +10,11 @@ from fastapi.responses import HTMLResponse
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from api.console.canned import FILE_NAME, Canned
 from api.console.common import Handler, page
 from api.deps import DbDep, HamrohDep, SettingsDep
 from bot.cases import feed, views
 from bot.cases.actions import MAX_TEXT, OUTCOMES, OVERSEERS, QUEUES, CaseNotFound
+from bot.cases.canned import FILE_NAME, Canned
 from bot.cases.cost import sms_cost
 from bot.channels.sms import in_script
 from bot.config import Settings

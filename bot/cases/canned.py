@@ -1,4 +1,5 @@
-"""Canned replies for counsellors, from `flows/canned.yaml`: data a counsellor edits without code.
+"""Canned replies for counsellors, from `flows/canned.yaml`: data a counsellor edits without code,
+checked by `hamroh flows check`.
 
 The file is read again whenever it changes, so an edit shows on the next page without a restart. A file
 that cannot be used is reported with its reason (and the page goes on without canned replies): a typo in
