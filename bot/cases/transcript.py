@@ -60,7 +60,9 @@ def opened(vault: Vault, message: CaseMessage) -> Line:
     """A stored line, unsealed."""
     assert message.id is not None
     body = json.loads(vault.open(message.body))
-    return Line(message.id, message.author, str(body.get("text", "")), message.at, message.staff_id, body.get("media"))
+    return Line(
+        message.id, message.author, str(body.get("text", "")), message.at, message.staff_id, body.get("media")
+    )
 
 
 async def lines(db: AsyncSession, vault: Vault, case_id: int, *, after_id: int = 0) -> list[Line]:
