@@ -73,6 +73,7 @@ ACCESS: dict[tuple[str, str], Access] = {
     ("POST", "/api/cases/{case_id}/close"): COUNSELLING,
     ("POST", "/api/cases/{case_id}/transfer"): COUNSELLING,
     ("GET", "/console"): COUNSELLING,
+    ("GET", "/console/audit"): ("admin",),
     ("GET", "/console/queue"): COUNSELLING,
     ("GET", "/console/events"): COUNSELLING,
     ("GET", "/console/cases/{case_id}"): COUNSELLING,

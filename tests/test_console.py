@@ -807,3 +807,20 @@ def test_a_broken_canned_file_is_reported_not_fatal(tmp_path: Path) -> None:
 
 def test_the_chime_is_the_one_made_here() -> None:
     assert CHIME_PATH.read_bytes() == chime()
+
+
+async def test_admins_read_the_audit_log_and_no_one_else(desk: Desk) -> None:
+    await desk.woman_writes(DANGER)
+    case = await desk.newest_case()
+    nodira, admin = await desk.browser("nodira"), await desk.browser("admin")
+    await nodira.client.get(f"/console/cases/{case.id}")
+    await nodira.post(f"/console/cases/{case.id}/claim")
+    assert (await nodira.client.get("/console/audit")).status_code == 403
+    assert "Audit log" not in (await nodira.client.get("/console")).text
+    assert 'href="/console/audit"' in (await admin.client.get("/console")).text
+    log = await admin.client.get(f"/console/audit?case={case.id}")
+    assert log.status_code == 200
+    rows = re.findall(r"<td>nodira</td>\s*<td>(\w+)</td>", log.text)
+    assert rows == ["claimed", "viewed"]  # newest first
+    assert "+992" not in log.text  # never her address
+    assert (await admin.client.get("/console/audit?before=0")).status_code == 422

@@ -7,11 +7,11 @@ only ever rendered as escaped text.
 
 from fastapi import APIRouter
 
-from api.console import events, forms, media, pages
+from api.console import audit, events, forms, media, pages
 from api.console.events import end_streams_at_exit
 
 router = APIRouter()
-for part in (pages.router, forms.router, events.router, media.router):
+for part in (pages.router, forms.router, events.router, media.router, audit.router):
     router.include_router(part)
 
 __all__ = ["end_streams_at_exit", "router"]
