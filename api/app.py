@@ -14,7 +14,7 @@ from api.deps import LoginRequired
 from api.templating import static_files
 from bot.cases.listen import Listener
 from bot.config import Settings
-from bot.flows import FlowSet
+from bot.conversation.flows import FlowSet
 from bot.runtime import build, load_content, run_case_jobs, run_dispatcher
 from bot.service import Hamroh
 

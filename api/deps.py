@@ -10,11 +10,11 @@ from fastapi import Depends, HTTPException, Request
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.config import Settings
-from bot.db import transaction
 from bot.service import Hamroh
 from bot.staff.accounts import Role, by_token, check_role
 from bot.staff.sessions import Login, find_session
 from bot.store import Staff
+from bot.store.db import transaction
 
 T = TypeVar("T")
 

@@ -19,8 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from api.deps import HamrohDep
 from bot.channels.simulator import take
 from bot.channels.sms import cost
-from bot.crypto import AddressError
 from bot.service import Inbound
+from bot.store.crypto import AddressError
 
 HERE = Path(__file__).parent
 MAX_BODY_BYTES = 256 * 1024  # 10,000 characters, each escaped as JSON at its longest, fit with room to spare

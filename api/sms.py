@@ -17,8 +17,8 @@ from fastapi.responses import Response
 
 from api.deps import HamrohDep, SettingsDep
 from bot.channels import twilio
-from bot.crypto import AddressError
 from bot.receipts import delivery_report
+from bot.store.crypto import AddressError
 
 log = logging.getLogger(__name__)
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'

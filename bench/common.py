@@ -17,7 +17,7 @@ from pathlib import Path
 import asyncpg
 from sqlalchemy.engine import make_url
 
-from bot.migrate import upgrade
+from bot.store.migrate import upgrade
 from tests.conftest import TEST_ENCRYPTION_KEY, TEST_HASH_KEY
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -55,13 +55,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import KEYS, NO_POSTGRES, hamroh_env, postgres_database, postgres_default, sqlite_database
 from bot import outbox
 from bot.config import Settings
-from bot.crypto import Vault, make_vault
-from bot.db import create_engine, transaction
+from bot.conversation.flows import FlowSet
+from bot.conversation.model import Channel
 from bot.dispatcher import Counts
-from bot.flows import FlowSet
-from bot.model import Channel
 from bot.runtime import build, dispatcher_for, load_content, senders_for
 from bot.store import Contact, OutboxMessage
+from bot.store.crypto import Vault, make_vault
+from bot.store.db import create_engine, transaction
 from tests.conftest import TEST_ENCRYPTION_KEY, TEST_HASH_KEY
 
 TELEGRAM_PER_SECOND = 30.0  # Telegram's limits, before scaling

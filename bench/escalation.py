@@ -37,9 +37,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from api.deps import SESSION_COOKIE
 from bench.common import NO_POSTGRES, percentile, postgres_database, postgres_default, sqlite_database
 from bench.webhooks import ACCOUNT_SID, AUTH_TOKEN, OUR_NUMBER, PUBLIC_URL, SMS_PATH, Server, app_settings
-from bot.db import create_engine, transaction
 from bot.staff.passwords import hash_password
 from bot.store import Staff
+from bot.store.db import create_engine, transaction
 from tests.fakes.twilio_api import inbound_sms_form, new_sid, signed_request
 
 NAME, PASSWORD = "bench-counsellor", "bench password, long enough"

@@ -25,8 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import percentile
 from bot.config import ROOT
+from bot.conversation.text import fold
 from bot.conversation.triage import LEXICON_FILE, Lexicon, Verdict, classify, classify_folded, load_lexicon
-from bot.text import fold
 
 HOLDOUT = ROOT / "tests" / "data" / "triage" / "holdout.tsv"
 FORMS = ("tg", "tg_plain", "tg_latin", "ru", "en")

@@ -28,16 +28,16 @@ from sqlalchemy.engine import make_url
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bot.config import ROOT
-from bot.crypto import make_vault
-from bot.db import create_engine
-from bot.engine import step
-from bot.flowload import load_flowset
-from bot.flows import FlowSet
-from bot.i18n import load_translations
-from bot.migrate import upgrade
-from bot.model import Input, Session
+from bot.conversation.engine import step
+from bot.conversation.flowload import load_flowset
+from bot.conversation.flows import FlowSet
+from bot.conversation.i18n import load_translations
+from bot.conversation.model import Input, Session
 from bot.runtime import new_token
 from bot.service import Hamroh, Inbound
+from bot.store.crypto import make_vault
+from bot.store.db import create_engine
+from bot.store.migrate import upgrade
 
 # What a woman might send: the greeting, a language, topics by number and by word, back, menu.
 SCRIPT = ("salom", "1", "1", "1", "алимент", "1", "0", "2", "назад", "0")

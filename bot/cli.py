@@ -11,7 +11,7 @@ from signal import SIGINT, SIGTERM
 from typing import TYPE_CHECKING
 
 from bot.config import ConfigError, Settings, load_settings
-from bot.flowspec import FlowError
+from bot.conversation.flowspec import FlowError
 from bot.logs import configure_logging
 from bot.staff.cli import register as add_staff_commands
 
@@ -110,8 +110,8 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
     from api.app import create_app
-    from bot.migrate import behind
     from bot.runtime import channels_said, load_content
+    from bot.store.migrate import behind
 
     flows = load_content(settings)  # a broken flow file stops here, before anything listens
     if asyncio.run(behind(settings.database_url)):
@@ -141,8 +141,8 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
 def _chat(settings: Settings, args: argparse.Namespace) -> int:
     from bot.channels.simulator import Conversation, chat, stdin
-    from bot.migrate import upgrade
     from bot.runtime import build
+    from bot.store.migrate import upgrade
 
     if not settings.simulator_on:
         print("hamroh: the simulator is off (production)", file=sys.stderr)
@@ -188,7 +188,7 @@ def _flows_check(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _db_upgrade(settings: Settings, args: argparse.Namespace) -> int:
-    from bot.migrate import upgrade
+    from bot.store.migrate import upgrade
 
     upgrade(settings.database_url)
     log.info("database is up to date")
@@ -197,8 +197,8 @@ def _db_upgrade(settings: Settings, args: argparse.Namespace) -> int:
 
 def _purge(settings: Settings, args: argparse.Namespace) -> int:
     from bot.cases.jobs import purge
-    from bot.db import create_engine, transaction
     from bot.runtime import case_timing, utc_now
+    from bot.store.db import create_engine, transaction
 
     async def run() -> int:
         engine = create_engine(settings.database_url)
@@ -213,9 +213,9 @@ def _purge(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _demo(settings: Settings, args: argparse.Namespace) -> int:
-    from bot.db import create_engine
     from bot.demo import seed_example_courses
     from bot.runtime import utc_now
+    from bot.store.db import create_engine
 
     if settings.env != "development":
         print("hamroh: example courses are for development only", file=sys.stderr)

@@ -10,8 +10,8 @@ from datetime import date, datetime
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import select
 
-from bot.db import transaction
 from bot.store import CourseRow
+from bot.store.db import transaction
 
 EXAMPLE_COURSES = (
     # (tg, ru, en, district or None for everyone, start)

@@ -27,15 +27,15 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot import outbox
-from bot.crypto import Vault
-from bot.db import is_sqlite, transaction
+from bot.conversation.model import Channel
 from bot.effects import CLEARABLE
 from bot.leases import SenderLock, sender_lock
-from bot.model import Channel
 from bot.ratelimit import PerChatGap, TokenBucket
 from bot.receipts import opt_out
 from bot.senders import Failed, Outgoing, RetryLater, Sender, SendResult, Sent
 from bot.store import ChatMessage, Contact, OutboxMessage
+from bot.store.crypto import Vault
+from bot.store.db import is_sqlite, transaction
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 10

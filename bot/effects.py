@@ -9,11 +9,18 @@ from datetime import datetime, timedelta
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot import erase, outbox
+from bot import outbox
 from bot.cases import intake
-from bot.crypto import Vault
-from bot.model import Channel, ClearChatRequested, EscalationRequested, Event, Session, TopicViewed
-from bot.store import ChatMessage, Contact, Delivery, OutboxMessage, RequestLogEntry
+from bot.conversation.model import (
+    Channel,
+    ClearChatRequested,
+    EscalationRequested,
+    Event,
+    Session,
+    TopicViewed,
+)
+from bot.store import ChatMessage, Contact, Delivery, OutboxMessage, RequestLogEntry, erase
+from bot.store.crypto import Vault
 
 CLEARABLE = timedelta(hours=48)  # Telegram lets a bot delete messages of the last 48 hours only
 TWILIO_SID = re.compile(r"(SM|MM)[0-9a-fA-F]{32}")

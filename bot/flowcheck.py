@@ -17,13 +17,13 @@ from pathlib import Path
 from bot.cases import canned
 from bot.channels import sms
 from bot.channels.telegram import CALLBACK_DATA_LIMIT
+from bot.conversation.flows import AWAY_NODE, MAIN_FLOW, SAFETY_FLOW, SYSTEM_NODES, FlowSet, Node
+from bot.conversation.flowspec import Problem, read_yaml
+from bot.conversation.i18n import msgids_with_lines
+from bot.conversation.model import OFFERED_LANGUAGES, Reply, Session
+from bot.conversation.screens import brief, safety, screen, welcome
 from bot.conversation.triage import CATEGORIES
 from bot.conversation.triage import lint as triage_lint
-from bot.flows import AWAY_NODE, MAIN_FLOW, SAFETY_FLOW, SYSTEM_NODES, FlowSet, Node
-from bot.flowspec import Problem, read_yaml
-from bot.i18n import msgids_with_lines
-from bot.model import OFFERED_LANGUAGES, Reply, Session
-from bot.screens import brief, safety, screen, welcome
 
 NUMBER = re.compile(r"\d+(?:[.,/]\d+)*")
 

@@ -19,7 +19,7 @@ from typing import Protocol
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from bot.db import is_sqlite
+from bot.store.db import is_sqlite
 
 log = logging.getLogger(__name__)
 

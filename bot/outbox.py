@@ -8,9 +8,9 @@ from typing import Any
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.crypto import Vault
-from bot.model import Channel
+from bot.conversation.model import Channel
 from bot.store import OutboxMessage
+from bot.store.crypto import Vault
 
 REPLY_PRIORITY = 0  # conversation replies and commands leave first
 BULK_PRIORITY = 10  # announcements wait behind them

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from bot.db import create_engine, transaction
 from bot.store import OutboxMessage
+from bot.store.db import create_engine, transaction
 
 
 async def report(database_url: str) -> list[str]:

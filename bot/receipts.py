@@ -8,11 +8,11 @@ import logging
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.crypto import normalise_address
-from bot.db import transaction
-from bot.model import Channel, Session
+from bot.conversation.model import Channel, Session
 from bot.service import Hamroh
 from bot.store import Contact, ConversationState, OutboxMessage
+from bot.store.crypto import normalise_address
+from bot.store.db import transaction
 
 log = logging.getLogger(__name__)
 DELIVERY_STATES = (

@@ -11,14 +11,14 @@ from datetime import UTC, datetime, timedelta
 from bot.cases import jobs
 from bot.config import Settings
 from bot.conversation import hours
-from bot.crypto import Vault, development_keys, make_vault
-from bot.db import create_engine
+from bot.conversation.flowload import load_flowset
+from bot.conversation.flows import FlowSet
+from bot.conversation.i18n import load_translations
 from bot.dispatcher import Dispatcher, Limits
-from bot.flowload import load_flowset
-from bot.flows import FlowSet
-from bot.i18n import load_translations
 from bot.senders import Sender
 from bot.service import Hamroh
+from bot.store.crypto import Vault, development_keys, make_vault
+from bot.store.db import create_engine
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from bot.model import Channel
+from bot.conversation.model import Channel
 
 
 @dataclass(frozen=True)

@@ -23,12 +23,10 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from bot import effects, outbox
 from bot.cases import alerts, deliver, intake, transcript
 from bot.channels import sms, telegram
+from bot.conversation.engine import step
+from bot.conversation.flows import FlowSet
 from bot.conversation.hours import DUSHANBE, Hours
-from bot.crypto import Vault, normalise_address
-from bot.db import transaction
-from bot.engine import step
-from bot.flows import FlowSet
-from bot.model import (
+from bot.conversation.model import (
     CaseLeft,
     Channel,
     Counsellors,
@@ -46,6 +44,8 @@ from bot.model import (
     WroteToCase,
 )
 from bot.store import Case, Contact, ConversationState, CourseRow, Delivery
+from bot.store.crypto import Vault, normalise_address
+from bot.store.db import transaction
 
 DANGER_QUEUE = "support"  # where an urgent case opened by her words waits (priority says it is urgent)
 

@@ -8,8 +8,8 @@ from alembic import context
 from sqlalchemy.engine import Connection
 
 import bot.store  # noqa: F401  (registers the tables)
-from bot.db import create_engine
 from bot.store import METADATA
+from bot.store.db import create_engine
 
 config = context.config
 

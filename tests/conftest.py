@@ -16,14 +16,14 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from bot.config import ROOT, Settings
-from bot.crypto import Vault, make_vault
-from bot.db import create_engine
-from bot.flowload import load_flowset
-from bot.flows import FlowSet
-from bot.i18n import Translations, load_translations
-from bot.migrate import upgrade
+from bot.conversation.flowload import load_flowset
+from bot.conversation.flows import FlowSet
+from bot.conversation.i18n import Translations, load_translations
 from bot.service import Hamroh
 from bot.store import Contact
+from bot.store.crypto import Vault, make_vault
+from bot.store.db import create_engine
+from bot.store.migrate import upgrade
 
 POSTGRES_URL = os.environ.get("HAMROH_TEST_POSTGRES_URL")
 TEST_ENCRYPTION_KEY = "x8Jm2C0j0W2oQ2gQJ3bq1V5xvJt0m7Ykq3d7S0xwZ3U="

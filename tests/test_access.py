@@ -37,12 +37,12 @@ from starlette.routing import Mount
 from api.app import create_app
 from api.deps import SESSION_COOKIE
 from bot.config import Settings
-from bot.crypto import Vault
-from bot.db import create_engine, transaction
-from bot.flows import FlowSet
+from bot.conversation.flows import FlowSet
 from bot.service import Hamroh
 from bot.staff import accounts, sessions
 from bot.store import ROLES
+from bot.store.crypto import Vault
+from bot.store.db import create_engine, transaction
 from tests.conftest import TEST_ENCRYPTION_KEY, TEST_HASH_KEY, Clock, Tokens
 
 PUBLIC = "public"

@@ -14,9 +14,9 @@ from fastapi import FastAPI
 
 from api.app import create_app
 from bot.config import Settings
-from bot.db import transaction
 from bot.service import Hamroh, count_rows
 from bot.store import Case, Contact, ConversationState, Delivery, OutboxMessage, RequestLogEntry
+from bot.store.db import transaction
 from tests.conftest import TEST_ENCRYPTION_KEY, TEST_HASH_KEY
 
 PHONE = "+992900000001"

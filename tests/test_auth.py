@@ -19,13 +19,13 @@ from api.app import create_app
 from api.deps import SESSION_COOKIE, ApiStaff, CurrentStaff, DbDep, require, require_api
 from api.templating import render
 from bot.config import Settings
-from bot.crypto import Vault
-from bot.db import create_engine, transaction
-from bot.flows import FlowSet
+from bot.conversation.flows import FlowSet
 from bot.service import Hamroh
 from bot.staff import accounts, audit
 from bot.staff.errors import BadRole
 from bot.store import AuditEntry, Staff, StaffSession
+from bot.store.crypto import Vault
+from bot.store.db import create_engine, transaction
 from tests.conftest import TEST_ENCRYPTION_KEY, TEST_HASH_KEY, Clock, Tokens
 
 BASE = "http://hamroh.test"

@@ -15,9 +15,9 @@ from sqlmodel import col, select
 
 from bot.cases import actions, views
 from bot.cases.actions import CaseConflict, CaseForbidden, CaseInvalid, CaseNotFound
-from bot.crypto import Vault
-from bot.db import create_engine, transaction
 from bot.store import AuditEntry, Case, CaseEvent, ConsoleEvent, Contact, OutboxMessage, Staff
+from bot.store.crypto import Vault
+from bot.store.db import create_engine, transaction
 from tests.conftest import Clock, telegram_contact
 
 CHAT = "tg:700100"

@@ -12,9 +12,9 @@ from sqlmodel import col, select
 from bot.cases import deliver, jobs, transcript
 from bot.channels.simulator import take
 from bot.conversation.hours import parse
-from bot.db import transaction
 from bot.service import Hamroh, Inbound
 from bot.store import Case, CaseEvent, CaseMessage, ConsoleEvent, Contact, OutboxMessage
+from bot.store.db import transaction
 from tests.conftest import Clock
 
 HER = "+992927001001"

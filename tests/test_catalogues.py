@@ -11,8 +11,8 @@ from babel.messages.extract import extract_from_dir
 from babel.messages.plurals import get_plural
 
 from bot.config import ROOT
+from bot.conversation.i18n import read_po_file
 from bot.flowcheck import numbers
-from bot.i18n import read_po_file
 
 LOCALES = ROOT / "locales"
 

@@ -24,16 +24,15 @@ from api.app import create_app
 from api.console import events as console_events
 from api.console.sound import PATH as CHIME_PATH
 from api.console.sound import chime
-from bot import erase
 from bot.cases import feed, intake
 from bot.cases.canned import Canned, CannedError, load
 from bot.cases.listen import RELOAD, FeedEvent, Listener
 from bot.config import ROOT, Settings
 from bot.conversation.hours import DUSHANBE
-from bot.db import create_engine, transaction
 from bot.service import Hamroh, Inbound
 from bot.staff.passwords import hash_password
-from bot.store import AuditEntry, Case, Contact, OutboxMessage, Staff
+from bot.store import AuditEntry, Case, Contact, OutboxMessage, Staff, erase
+from bot.store.db import create_engine, transaction
 from tests.conftest import TEST_ENCRYPTION_KEY, TEST_HASH_KEY, Clock
 from tests.fakes.telegram_api import FakeTelegram
 

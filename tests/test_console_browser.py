@@ -20,9 +20,9 @@ from playwright.async_api import ConsoleMessage, Page, async_playwright, expect
 
 from api.app import create_app
 from bot.config import Settings
-from bot.db import create_engine, transaction
 from bot.staff.passwords import hash_password
 from bot.store import Staff
+from bot.store.db import create_engine, transaction
 from tests.conftest import TEST_ENCRYPTION_KEY, TEST_HASH_KEY
 from tests.fakes.twilio_api import FakeTwilio, inbound_sms_form, signed_request
 from tests.test_web_simulator import CHROMIUM, CHROMIUM_ARGS, serving

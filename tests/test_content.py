@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from bot.engine import step
-from bot.flows import FlowSet
-from bot.model import Input, Session
+from bot.conversation.engine import step
+from bot.conversation.flows import FlowSet
+from bot.conversation.model import Input, Session
 
 NOW = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
 
@@ -59,7 +59,7 @@ def test_telegram_commands_work_as_words(flows: FlowSet, command: str) -> None:
 
 
 def test_every_screen_offers_a_way_on(flows: FlowSet) -> None:
-    from bot.screens import screen
+    from bot.conversation.screens import screen
 
     for node in flows.nodes.values():
         for part in range(len(node.texts)):

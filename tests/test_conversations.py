@@ -8,11 +8,11 @@ from typing import Any
 from sqlmodel import select
 
 from bot.channels.simulator import take
-from bot.db import transaction
-from bot.flows import FlowSet
-from bot.model import Channel
+from bot.conversation.flows import FlowSet
+from bot.conversation.model import Channel
 from bot.service import Hamroh, Inbound
 from bot.store import Case, Contact, RequestLogEntry
+from bot.store.db import transaction
 from tests.conftest import Clock
 
 TAJIK_LETTERS = set("ҳҷқғӣӯҲҶҚҒӢӮ")

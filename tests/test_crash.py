@@ -19,9 +19,9 @@ from pathlib import Path
 from sqlmodel import col, select
 
 from bot import outbox
-from bot.crypto import Vault
-from bot.db import create_engine, transaction
 from bot.store import OutboxMessage
+from bot.store.crypto import Vault
+from bot.store.db import create_engine, transaction
 from tests.conftest import TEST_ENCRYPTION_KEY, TEST_HASH_KEY, Clock, telegram_contact
 from tests.fakes.telegram_api import FakeTelegram
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from bot.config import ConfigError, Settings, load_settings
-from bot.crypto import AddressError, Vault, development_keys, make_vault, mask, normalise_address
+from bot.store.crypto import AddressError, Vault, development_keys, make_vault, mask, normalise_address
 
 
 @pytest.mark.parametrize(

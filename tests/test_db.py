@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.db import async_url
+from bot.store.db import async_url
 
 
 @pytest.mark.parametrize(
@@ -33,7 +33,7 @@ def test_an_unsupported_database_is_refused_clearly() -> None:
 async def test_a_postgres_url_with_sslmode_connects(postgres_url: str) -> None:
     import sqlalchemy as sa
 
-    from bot.db import create_engine
+    from bot.store.db import create_engine
 
     engine = create_engine(f"{postgres_url}?sslmode=disable")
     try:

@@ -17,13 +17,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col, select
 
 from bot import outbox
-from bot.crypto import Vault
-from bot.db import create_engine, transaction
+from bot.conversation.model import Channel
 from bot.dispatcher import Dispatcher, Limits
-from bot.model import Channel
 from bot.ratelimit import PerChatGap, TokenBucket
 from bot.senders import Failed, Outgoing, RetryLater, SendResult, Sent
 from bot.store import ChatMessage, Contact, OutboxMessage
+from bot.store.crypto import Vault
+from bot.store.db import create_engine, transaction
 from tests.conftest import Clock, telegram_contact
 
 FAST = Limits(per_second={"sms": 1000.0, "telegram": 1000.0}, per_chat_gap={})

@@ -17,10 +17,10 @@ from sqlmodel import select
 
 from api.app import create_app
 from bot.config import Settings
-from bot.db import transaction
 from bot.runtime import run_dispatcher
 from bot.service import Hamroh
 from bot.store import Contact, OutboxMessage
+from bot.store.db import transaction
 from tests.conftest import TEST_ENCRYPTION_KEY, TEST_HASH_KEY
 from tests.fakes.telegram_api import FakeTelegram, Her
 from tests.fakes.twilio_api import FakeTwilio, inbound_sms_form, signed_request

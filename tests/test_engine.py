@@ -9,11 +9,11 @@ from types import MappingProxyType
 
 import pytest
 
-from bot.engine import step
-from bot.flowload import load_flowset
-from bot.flows import FlowSet
-from bot.i18n import Translations
-from bot.model import (
+from bot.conversation.engine import step
+from bot.conversation.flowload import load_flowset
+from bot.conversation.flows import FlowSet
+from bot.conversation.i18n import Translations
+from bot.conversation.model import (
     ClearChatRequested,
     Course,
     DistrictSet,
@@ -283,7 +283,7 @@ def test_services_show_numbers_from_the_directory_or_where_to_ask(small: FlowSet
     reply = talk.send(button="legal.hotlines:x")  # unknown option: menu
     assert reply.text == "How can I help?"
     node = small.node("legal.hotlines")
-    from bot.screens import screen
+    from bot.conversation.screens import screen
 
     text = screen(small, Session(lang="en"), node, 0, ()).text
     assert "Emergency: 112" in text

@@ -9,11 +9,11 @@ from types import MappingProxyType
 import pytest
 
 from bot.config import ROOT
+from bot.conversation.flowload import load_flowset
+from bot.conversation.flows import FlowSet
+from bot.conversation.flowspec import FlowError
+from bot.conversation.i18n import Translations
 from bot.flowcheck import check, pending
-from bot.flowload import load_flowset
-from bot.flows import FlowSet
-from bot.flowspec import FlowError
-from bot.i18n import Translations
 
 DATA = Path(__file__).parent / "data" / "flows"
 NO_TRANSLATIONS = Translations(MappingProxyType({}))

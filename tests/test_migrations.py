@@ -8,8 +8,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy.engine import Connection
 
-from bot.db import create_engine
 from bot.store import METADATA
+from bot.store.db import create_engine
 
 
 def differences(connection: Connection) -> list[Any]:

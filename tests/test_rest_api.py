@@ -19,13 +19,13 @@ from api.deps import SESSION_COOKIE
 from api.rest.models import Outcome
 from bot.cases.actions import OUTCOMES
 from bot.config import Settings
-from bot.crypto import Vault
-from bot.db import create_engine, transaction
-from bot.flows import FlowSet
+from bot.conversation.flows import FlowSet
 from bot.service import Hamroh
 from bot.staff.accounts import disable_staff, get_staff, issue_token, revoke_token
 from bot.staff.sessions import start_session
 from bot.store import AuditEntry, Case, OutboxMessage
+from bot.store.crypto import Vault
+from bot.store.db import create_engine, transaction
 from tests.conftest import TEST_ENCRYPTION_KEY, TEST_HASH_KEY, Clock, Tokens
 from tests.test_case_actions import CHAT, OTHER_CHAT, STAFF, add_staff, open_case, opened
 

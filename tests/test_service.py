@@ -10,10 +10,10 @@ import pytest
 from sqlmodel import select
 
 from bot.channels.simulator import take
-from bot.crypto import AddressError
-from bot.db import transaction
 from bot.service import Hamroh, Inbound, count_rows
 from bot.store import Case, Contact, ConversationState, Delivery, OutboxMessage, RequestLogEntry
+from bot.store.crypto import AddressError
+from bot.store.db import transaction
 from tests.conftest import Clock
 
 PHONE = "+992 90 123 45 67"

@@ -28,12 +28,12 @@ from api.sms import EMPTY_TWIML
 from bot.channels.sms import SmsSender, segments_report
 from bot.channels.twilio import INBOUND_PATH, STATUS_PATH, TwilioProvider, sms_sender
 from bot.config import Settings
-from bot.db import transaction
+from bot.conversation.text import sms_segments
 from bot.logs import NOISY, configure_logging
 from bot.senders import Failed, Outgoing, RetryLater, SendResult, Sent
 from bot.service import Hamroh, count_rows
 from bot.store import Contact, ConversationState, Delivery, OutboxMessage, RequestLogEntry
-from bot.text import sms_segments
+from bot.store.db import transaction
 from tests.conftest import TEST_ENCRYPTION_KEY, TEST_HASH_KEY
 from tests.fakes.twilio_api import (
     FakeTwilio,

@@ -16,13 +16,13 @@ from argon2 import PasswordHasher
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import select
 
-from bot.db import create_engine, transaction
 from bot.staff import accounts, audit, sessions, throttle
 from bot.staff.cli import InputError, read_password
 from bot.staff.errors import AccountDisabled, BadName, BadRole, NameTaken, UnknownStaff, WeakPassword
 from bot.staff.login import LoggedIn, Refused, Throttled, log_in
 from bot.staff.passwords import hash_password, hasher, verify_password
 from bot.store import AuditEntry, LoginThrottle, Staff, StaffSession
+from bot.store.db import create_engine, transaction
 from tests.conftest import TEST_HASH_KEY, Clock
 
 PASSWORD = "correct horse battery"

@@ -29,12 +29,12 @@ from bot.channels.telegram import (
 )
 from bot.channels.telegram_updates import poll
 from bot.config import Settings
-from bot.db import transaction
+from bot.conversation.model import Option, Reply
 from bot.logs import install_redaction
-from bot.model import Option, Reply
 from bot.senders import Failed, Outgoing, RetryLater, Sent
 from bot.service import Hamroh, count_rows
 from bot.store import ChatMessage, Contact, ConversationState, Delivery, OutboxMessage, RequestLogEntry
+from bot.store.db import transaction
 from tests.conftest import TEST_ENCRYPTION_KEY, TEST_HASH_KEY
 from tests.fakes.telegram_api import MEDIA_KINDS, TOKEN, FakeTelegram, Her
 

@@ -1,4 +1,4 @@
-"""Tests for bot.text: cleaning, folding, keyword matching, SMS letters and cost, Telegram pieces."""
+"""Tests for text.py: cleaning, folding, keyword matching, SMS letters and cost, Telegram pieces."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import unicodedata
 
 import pytest
 
-from bot.letters import GSM_BASIC, GSM_EXTENSION
-from bot.text import (
+from bot.conversation.letters import GSM_BASIC, GSM_EXTENSION
+from bot.conversation.text import (
     EXACT,
     MAX_WORDS,
     ONE_EDIT,

@@ -13,6 +13,11 @@ from types import MappingProxyType
 import pytest
 
 from bot.config import ROOT
+from bot.conversation.flowload import load_flowset
+from bot.conversation.flows import FlowSet
+from bot.conversation.flowspec import FlowError
+from bot.conversation.i18n import Translations
+from bot.conversation.text import fold
 from bot.conversation.triage import (
     CATEGORIES,
     LEXICON_FILE,
@@ -23,11 +28,6 @@ from bot.conversation.triage import (
     lint,
     load_lexicon,
 )
-from bot.flowload import load_flowset
-from bot.flows import FlowSet
-from bot.flowspec import FlowError
-from bot.i18n import Translations
-from bot.text import fold
 
 DATA = Path(__file__).parent / "data"
 NO_TRANSLATIONS = Translations(MappingProxyType({}))

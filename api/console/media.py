@@ -18,9 +18,9 @@ from api.console.common import Handler
 from api.deps import HamrohDep, SettingsDep
 from bot.cases import transcript
 from bot.channels.telegram import make_bot
-from bot.db import transaction
 from bot.staff import audit
 from bot.store import CaseMessage
+from bot.store.db import transaction
 
 router = APIRouter(prefix="/console")
 

@@ -18,7 +18,7 @@ from bot.cases.canned import FILE_NAME, Canned
 from bot.cases.cost import sms_cost
 from bot.channels.sms import in_script
 from bot.config import Settings
-from bot.model import SCRIPTS, Script
+from bot.conversation.model import SCRIPTS, Script
 from bot.service import Hamroh
 from bot.staff import audit
 from bot.store import OPEN_STATUSES, Case, Contact, Staff

@@ -22,10 +22,10 @@ from bot import outbox
 from bot.cases import deliver, events, feed, transcript
 from bot.conversation.hours import HoursError, Window
 from bot.conversation.hours import window as read_window
-from bot.crypto import Vault
 from bot.staff import audit
 from bot.staff.accounts import find_staff
 from bot.store import OPEN_STATUSES, Case, CaseMessage, Contact, OutboxMessage, Staff
+from bot.store.crypto import Vault
 
 # `erased` (she erased her data) and `left` (she left the chat) are set by the system only.
 OUTCOMES = ("safety_plan", "referred", "information", "resolved", "no_contact", "other")

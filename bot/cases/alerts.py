@@ -9,8 +9,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot import outbox
 from bot.cases import feed
-from bot.crypto import Vault, normalise_address
 from bot.store import Case
+from bot.store.crypto import Vault, normalise_address
 
 # Staff read these in the staff chat; they carry a case number, never her words or her address.
 NEW_URGENT = "Hamroh: new urgent case #{id}. Open the console."

@@ -12,8 +12,8 @@ from typing import Literal
 
 from bot.channels.sms import in_script
 from bot.config import PRICE
-from bot.model import Script
-from bot.text import sms_segments
+from bot.conversation.model import Script
+from bot.conversation.text import sms_segments
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from bot import outbox
 from bot.channels import sms, telegram
 from bot.conversation import hours
-from bot.crypto import Vault
-from bot.model import Channel, Reply, Script
+from bot.conversation.model import Channel, Reply, Script
 from bot.store import Contact, OutboxMessage
+from bot.store.crypto import Vault
 
 
 def body_for(channel: Channel, text: str, script: Script) -> dict[str, Any]:

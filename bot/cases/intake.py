@@ -16,9 +16,9 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.cases import events, feed, transcript
-from bot.crypto import Vault
-from bot.model import OpenCase
+from bot.conversation.model import OpenCase
 from bot.store import OPEN_STATUSES, Case, CaseMessage, Contact
+from bot.store.crypto import Vault
 
 URGENT, NORMAL = "urgent", "normal"
 RANK = {URGENT: 0, NORMAL: 1}

@@ -19,9 +19,9 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.cases import alerts, events, feed, intake
-from bot.crypto import Vault
-from bot.db import transaction
 from bot.store import Case, ConsoleEvent, JobRun
+from bot.store.crypto import Vault
+from bot.store.db import transaction
 
 log = logging.getLogger(__name__)
 FEED_KEPT = timedelta(days=2)  # a browser away longer than this reloads the page anyway

@@ -34,8 +34,8 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.cases import feed
-from bot.db import SQLITE_BUSY_TIMEOUT_MS, is_sqlite
 from bot.store import ConsoleEvent
+from bot.store.db import SQLITE_BUSY_TIMEOUT_MS, is_sqlite
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ from typing import Any
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.crypto import Vault
 from bot.store import Case, CaseMessage
+from bot.store.crypto import Vault
 
 AUTHORS = ("her", "staff", "bot", "note", "system")
 

@@ -14,9 +14,9 @@ from sqlmodel.sql.expression import Select
 
 from bot.cases.actions import CaseNotFound
 from bot.cases.transcript import Line, lines
-from bot.crypto import Vault, mask
-from bot.model import SCRIPTS, Script
+from bot.conversation.model import SCRIPTS, Script
 from bot.store import OPEN_STATUSES, Case, Contact, OutboxMessage, Staff
+from bot.store.crypto import Vault, mask
 
 STATUSES = ("waiting", "active", "closed")
 

@@ -17,10 +17,10 @@ import sqlalchemy as sa
 from sqlmodel import col, select
 
 from bot.channels.sms import cost
-from bot.db import transaction
-from bot.model import MENU_KEY, Channel
+from bot.conversation.model import MENU_KEY, Channel
 from bot.service import Hamroh, Inbound
 from bot.store import OutboxMessage
+from bot.store.db import transaction
 
 
 async def take(hamroh: Hamroh, outbox_ids: Iterable[int], now: datetime) -> list[dict[str, Any]]:

@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from bot.model import Channel, Reply, Script
+from bot.conversation.model import Channel, Reply, Script
+from bot.conversation.text import SmsCount, sms_segments, to_latin, to_plain_cyrillic
 from bot.senders import Failed, Outgoing, SendResult, Sent
-from bot.text import SmsCount, sms_segments, to_latin, to_plain_cyrillic
 
 MENU_NUMBER = "0"
 DELETE_SMS = "delete_sms"  # the command that erases her messages at the provider (see bot/effects.py)

@@ -27,12 +27,12 @@ from telegram.request import HTTPXRequest
 
 from bot import outbox
 from bot.config import ConfigError, Settings
-from bot.crypto import Vault
+from bot.conversation.model import MENU_KEY, Channel, Reply
+from bot.conversation.text import split_for_telegram
 from bot.logs import redact
-from bot.model import MENU_KEY, Channel, Reply
 from bot.senders import Failed, Outgoing, RetryLater, SendResult, Sent
 from bot.store import OutboxMessage
-from bot.text import split_for_telegram
+from bot.store.crypto import Vault
 
 # python-telegram-bot 22 warns (a DeprecationWarning) each time it builds a RetryAfter unless the program
 # opts into `retry_after` as a timedelta; we read both forms, so opt in (an operator may still say otherwise).

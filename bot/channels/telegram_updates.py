@@ -30,8 +30,8 @@ from bot.channels.telegram import (
     setup_reason,
 )
 from bot.config import ConfigError, Settings
-from bot.crypto import AddressError, normalise_address
 from bot.service import Hamroh, Inbound, Outcome
+from bot.store.crypto import AddressError, normalise_address
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -1,6 +1,7 @@
-"""The pure conversation: the engine, flows, text handling and crisis triage.
+"""The pure conversation: the engine and its values (model), the flows (spec, loading, checking), screens,
+text and letters, catalogues (i18n), crisis triage and hours of the day.
 
 Everything here is a function of its arguments: it must never import a database, a network library or the
-web framework, so that it can be tested with plain values and run anywhere. For now only triage lives here;
-the engine, flows and text move in as they are next changed.
+web framework, so that it can be tested with plain values and run anywhere. (Loading reads files; nothing
+here writes anything.)
 """

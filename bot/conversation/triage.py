@@ -1,7 +1,7 @@
 """Crisis triage: whether a message she writes is urgent (suicide, violence, child, sexual, trafficking).
 
 Pure: a compiled lexicon and a text in, a verdict out. The rules are data in `flows/triage.yaml`, written
-by counsellors (that file explains the rule language). Matching works on `bot.text.fold` keys, so Tajik typed
+by counsellors (that file explains the rule language). Matching works on `text.fold` keys, so Tajik typed
 with or without its letters, in Latin letters, and Russian with е for ё all meet; each word of a rule matches
 the start of a word of the message, so one stem covers Russian and Tajik endings.
 
@@ -20,8 +20,8 @@ from typing import Final, Literal, TypeVar, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from bot.flowspec import FlowError, Lines, Problem, line_of, read_yaml, validate
-from bot.text import fold
+from bot.conversation.flowspec import FlowError, Lines, Problem, line_of, read_yaml, validate
+from bot.conversation.text import fold
 
 Category = Literal["suicide", "violence", "child", "sexual", "trafficking"]
 CATEGORIES: Final[tuple[str, ...]] = get_args(Category)
@@ -89,7 +89,7 @@ def classify(lexicon: Lexicon, text: str) -> Verdict | None:
 
 
 def classify_folded(lexicon: Lexicon, folded: str) -> Verdict | None:
-    """`classify` for a text already folded with `bot.text.fold`: folding costs more than the rules do."""
+    """`classify` for a text already folded with `text.fold`: folding costs more than the rules do."""
     words = folded.split()
     if not words:
         return None

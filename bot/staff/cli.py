@@ -180,8 +180,8 @@ def _with_password(settings: Settings, work: Callable[[str], Work[str]]) -> int:
 
 def _in_database(settings: Settings, work: Work[T]) -> T | None:
     """Run `work` as one unit of work on the configured database; None, said on stderr, if it failed."""
-    from bot.db import create_engine, transaction
-    from bot.migrate import behind
+    from bot.store.db import create_engine, transaction
+    from bot.store.migrate import behind
 
     # Alembic says how it inspected the database at INFO; here that is only noise around the answer.
     logging.getLogger("alembic.runtime.migration").setLevel(logging.WARNING)

@@ -1,4 +1,6 @@
-"""Storage: the tables (SQLModel). Nothing here holds a phone number, a chat id or her words in plain form.
+"""Storage: the tables (SQLModel), database connections (db), the vault that seals addresses and words
+(crypto), migrations (migrate) and erasing her (erase). Nothing stored holds a phone number, a chat id or
+her words in plain form.
 
 Owns the schema every other package reads and writes. Must never import the engine, channels or api.
 """

@@ -13,7 +13,7 @@ was asked:
 Endpoints (HTTP basic auth account_sid:auth_token, else 401 code 20003; another account's path: 404):
 - POST   /2010-04-01/Accounts/{AccountSid}/Messages.json        form To, From or MessagingServiceSid, Body,
          StatusCallback -> 201, a message resource as Twilio returns it ("SM" + 32 hex SID, status "queued",
-         num_segments counted by bot.text.sms_segments). Refused like Twilio: no To 21604, no Body 21602,
+         num_segments counted by text.sms_segments). Refused like Twilio: no To 21604, no Body 21602,
          neither From nor MessagingServiceSid 21603, To not E.164 21211 (whose message quotes the number,
          as Twilio's does: a test can check it never reaches a log), Body over 1600 characters 21617.
 - GET    /2010-04-01/Accounts/{AccountSid}/Messages/{Sid}.json  -> 200 the resource, or 404 code 20404.
@@ -68,7 +68,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from twilio.request_validator import RequestValidator
 
-from bot.text import sms_segments
+from bot.conversation.text import sms_segments
 
 API_VERSION = "2010-04-01"
 MAX_BODY = 1600

@@ -11,10 +11,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from bot import screens
-from bot.conversation import hours, triage
-from bot.flows import AWAY_NODE, SAFETY_FLOW, FlowSet, Node
-from bot.model import (
+from bot.conversation import hours, screens, triage
+from bot.conversation.flows import AWAY_NODE, SAFETY_FLOW, FlowSet, Node
+from bot.conversation.model import (
     LANGUAGES,
     MORE_KEY,
     OFFERED_LANGUAGES,
@@ -44,7 +43,7 @@ from bot.model import (
     Unsubscribed,
     WroteToCase,
 )
-from bot.text import clean, fold, keyword_score
+from bot.conversation.text import clean, fold, keyword_score
 
 MAX_INPUT = 1000  # characters of her message looked at; nothing longer is needed to route a turn
 MENU = screens.MAIN_MENU

@@ -12,7 +12,7 @@ from typing import IO, Any
 
 from babel.messages.pofile import read_po
 
-from bot.flowspec import Lines, parse_yaml
+from bot.conversation.flowspec import Lines, parse_yaml
 
 log = logging.getLogger(__name__)
 DOMAIN = "messages"

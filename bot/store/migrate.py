@@ -8,7 +8,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
 from bot.config import ROOT
-from bot.db import create_engine
+from bot.store.db import create_engine
 
 
 def alembic_config(database_url: str) -> Config:

@@ -14,8 +14,7 @@ from types import MappingProxyType
 
 from pydantic import BaseModel
 
-from bot.conversation.triage import CATEGORIES, LEXICON_FILE, Lexicon, load_lexicon
-from bot.flows import (
+from bot.conversation.flows import (
     AWAY_NODE,
     MAIN_FLOW,
     SAFETY_FLOW,
@@ -29,7 +28,7 @@ from bot.flows import (
     Service,
     Words,
 )
-from bot.flowspec import (
+from bot.conversation.flowspec import (
     DATA_FILES,
     DirectorySpec,
     DistrictsSpec,
@@ -43,8 +42,9 @@ from bot.flowspec import (
     read_yaml,
     validate,
 )
-from bot.i18n import Translations
-from bot.text import fold
+from bot.conversation.i18n import Translations
+from bot.conversation.text import fold
+from bot.conversation.triage import CATEGORIES, LEXICON_FILE, Lexicon, load_lexicon
 
 LONE_ZERO = re.compile(r"(?<![\d/.,])0(?![\d/.,])")
 NOT_FLOWS = ("canned.yaml",)  # beside the flows, but read by the console (bot/cases/canned.py)

@@ -1,6 +1,6 @@
-"""Letter tables for bot.text: matching skeletons, SMS transliteration and the GSM 03.38 alphabet.
+"""Letter tables for text.py: matching skeletons, SMS transliteration and the GSM 03.38 alphabet.
 
-Only data lives here; the functions that use it are in bot.text.
+Only data lives here; the functions that use it are in bot.conversation.text.
 """
 
 from __future__ import annotations

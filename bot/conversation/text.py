@@ -22,7 +22,7 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from bot.letters import (
+from bot.conversation.letters import (
     APOSTROPHES,
     CYRILLIC_LOOKALIKES,
     CYRILLIC_TO_LATIN,

@@ -1,6 +1,6 @@
 """The compiled content: nodes, words, directory and districts, in one immutable FlowSet.
 
-`bot.flowload` builds it from the files; the engine only reads it.
+`bot.conversation.flowload` builds it from the files; the engine only reads it.
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from bot.conversation.i18n import Translations
 from bot.conversation.triage import Lexicon
-from bot.i18n import Translations
 
 MAIN_FLOW = "main"
 SYSTEM_NODES = ("welcome", "menu", "language", "help", "stopped", "resumed", "erase", "case_stop")

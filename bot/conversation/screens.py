@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from bot.flows import FlowSet, Node
-from bot.model import MENU_KEY, MORE_KEY, SOURCE_KEY, Course, Option, Reply, Session
+from bot.conversation.flows import FlowSet, Node
+from bot.conversation.model import MENU_KEY, MORE_KEY, SOURCE_KEY, Course, Option, Reply, Session
 
 MAIN_MENU = "main.menu"
 
