@@ -6,7 +6,6 @@ Whatever she sends, the engine answers with something useful in her language and
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -52,7 +51,6 @@ ERASE = "main.erase"
 CASE_STOP = "main.case_stop"  # a stop word during a case asks first: "enough!" is not always a wish to go
 # Where she was when she asked for a person decides the queue: rights -> legal, feelings -> support.
 QUEUE_OF_FLOW = {"legal": "legal", "helplines": "support", "stories": "support", "safety": "support"}
-_TIMES = re.compile(r"(\d{1,2})(?:[:.](\d{2}))?")
 
 
 @dataclass
@@ -286,7 +284,7 @@ def _pick(acc: _Acc, node: Node, number: int) -> None:
 def _answer(acc: _Acc, node: Node, text: str, folded: str) -> bool:
     """A free-text answer to a question; True when it was valid and saved."""
     if node.save == "safe_hours":
-        window = _safe_hours(text)
+        window = hours.as_she_writes(text)
         if window is None or node.next is None:
             return False
         acc.events.append(SafeHoursSet(window))
@@ -301,18 +299,6 @@ def _answer(acc: _Acc, node: Node, text: str, folded: str) -> bool:
         _enter(acc, node.next)
         return True
     return False
-
-
-def _safe_hours(text: str) -> str | None:
-    """Hours as she writes them ("18-21", "с 18:00 до 21:00", "18 21") as a window "18:00-21:00"."""
-    times = _TIMES.findall(text)
-    if len(times) != 2:
-        return None
-    (h1, m1), (h2, m2) = times
-    try:
-        return hours.window(f"{h1}:{m1 or '00'}-{h2}:{m2 or '00'}").text()
-    except hours.HoursError:
-        return None
 
 
 def _district(flows: FlowSet, folded: str) -> str | None:

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 DUSHANBE = ZoneInfo("Asia/Dushanbe")
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _WINDOW = re.compile(r"^\s*(\d{1,2})(?::(\d{2}))?\s*[-–—]\s*(\d{1,2})(?::(\d{2}))?\s*$")
+_TIMES = re.compile(r"(\d{1,2})(?:[:.](\d{2}))?")
 _DAYS = re.compile(r"^\s*([a-z]{3})(?:\s*-\s*([a-z]{3}))?\s+(.+)$")
 
 
@@ -103,11 +104,25 @@ def parse(text: str | None) -> Hours:
         match = _DAYS.match(part.strip().lower())
         days = frozenset(range(7))
         spec = part
-        if match and match.group(1) in DAYS:
+        if match:
+            unknown = [day for day in match.group(1, 2) if day is not None and day not in DAYS]
+            if unknown:
+                raise HoursError(f"unknown day {unknown[0]!r}: use {', '.join(DAYS)}")
             first, last = DAYS.index(match.group(1)), DAYS.index(match.group(2) or match.group(1))
-            if match.group(2) and match.group(2) not in DAYS:
-                raise HoursError(f"unknown day {match.group(2)!r}: use {', '.join(DAYS)}")
             days = frozenset((first + i) % 7 for i in range((last - first) % 7 + 1))
             spec = match.group(3)
         windows.append(window(spec, days))
     return Hours(tuple(windows))
+
+
+def as_she_writes(text: str) -> str | None:
+    """Hours as she writes them ("18-21", "с 18:00 до 21:00", "18 21") as a window "18:00-21:00"; None
+    when they are not two times of the day."""
+    times = _TIMES.findall(text)
+    if len(times) != 2:
+        return None
+    (h1, m1), (h2, m2) = times
+    try:
+        return window(f"{h1}:{m1 or '00'}-{h2}:{m2 or '00'}").text()
+    except HoursError:
+        return None
