@@ -33,7 +33,7 @@ typecheck: lint
 
 test: lint
 	$(BIN)/hamroh flows check
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 3  # three workers: many tests wait on a database or a subprocess
 
 # Content editors: refresh messages.pot from the flow files and merge new msgids into each catalogue.
 extract: install

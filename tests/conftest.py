@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -76,23 +77,42 @@ def clock() -> Clock:
     return Clock()
 
 
-@pytest.fixture
-def sqlite_url(tmp_path: Path) -> str:
-    url = f"sqlite:///{tmp_path / 'hamroh.db'}"
-    upgrade(url)
-    return url
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An SQLite file migrated to head once per run; each test gets a copy (migrating is the slow part)."""
+    path = tmp_path_factory.mktemp("template") / "hamroh.db"
+    upgrade(f"sqlite:///{path}")
+    return path
 
 
 @pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """A fresh PostgreSQL database for one test, dropped afterwards (leftovers never matter)."""
+def sqlite_url(tmp_path: Path, migrated_sqlite: Path) -> str:
+    path = tmp_path / "hamroh.db"
+    shutil.copyfile(migrated_sqlite, path)
+    return f"sqlite:///{path}"
+
+
+@pytest.fixture(scope="session")
+def postgres_template() -> Iterator[str]:
+    """A PostgreSQL database migrated to head once per run, the template each test's database copies."""
     if not POSTGRES_URL:
         pytest.skip("HAMROH_TEST_POSTGRES_URL is not set")
-    name = f"hamroh_test_{uuid.uuid4().hex[:12]}"
+    name = f"hamroh_template_{uuid.uuid4().hex[:12]}"
     _admin(f'CREATE DATABASE "{name}"')
-    url = make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
     try:
-        upgrade(url)
+        upgrade(make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False))
+        yield name
+    finally:
+        _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def postgres_url(postgres_template: str) -> Iterator[str]:
+    """A fresh PostgreSQL database for one test, dropped afterwards (leftovers never matter)."""
+    name = f"hamroh_test_{uuid.uuid4().hex[:12]}"
+    _admin(f'CREATE DATABASE "{name}" TEMPLATE "{postgres_template}"')
+    url = make_url(POSTGRES_URL or "").set(database=name).render_as_string(hide_password=False)
+    try:
         yield url
     finally:
         _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -72,7 +72,8 @@ async def sending(settings: Settings, hamroh: Hamroh) -> AsyncIterator[None]:
         await task
 
 
-async def until(condition: Callable[[], bool], within: float = 10.0) -> None:
+async def until(condition: Callable[[], bool], within: float = 30.0) -> None:
+    """Wait for `condition`; generous, because SMS leave at 1 segment a second and CI machines are busy."""
     for _ in range(int(within / 0.02)):
         if condition():
             return
