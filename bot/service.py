@@ -161,8 +161,9 @@ class Hamroh:
         state = await db.get(ConversationState, contact.id)
         session = Session.from_json(json.loads(state.state)) if state else Session()
         courses = await self.courses.get(db)
-        case = await intake.open_case_of(db, contact.id)
-        await deliver.release_held(db, contact.id, now)  # her writing releases what waited for her hours
+        case = await intake.open_case_of(db, contact)
+        if contact.safe_hours is not None:  # only then can anything be held for her
+            await deliver.release_held(db, contact.id, now)  # her writing releases what waited
         turn = step(
             self.flows,
             session,

@@ -297,3 +297,19 @@ async def test_a_photo_in_a_case_reaches_the_counsellor_as_a_reference(small_ham
         stored = (await db.exec(select(CaseMessage))).all()
     assert [(line.text, line.media) for line in her] == [(DANGER, None), ("", photo)]
     assert all(b"AgACAgIAAxk" not in row.body for row in stored)  # sealed, like her words
+
+
+async def test_once_staff_closed_her_case_her_words_go_back_to_the_menus(small_hamroh: Hamroh) -> None:
+    await say(small_hamroh, "2")
+    await say(small_hamroh, "3")
+    await say(small_hamroh, "4")
+    (contact,) = await table(small_hamroh, Contact)
+    assert contact.may_have_case
+    async with transaction(small_hamroh.engine) as db:
+        (case,) = (await db.exec(select(Case))).all()
+        case.status, case.outcome = "closed", "resolved"  # as a counsellor closes it
+        db.add(case)
+    (reply,) = await say(small_hamroh, "hello")
+    assert reply.startswith("Sorry")
+    (contact,) = await table(small_hamroh, Contact)
+    assert not contact.may_have_case  # the next turns skip the look-up

@@ -24,10 +24,16 @@ URGENT, NORMAL = "urgent", "normal"
 RANK = {URGENT: 0, NORMAL: 1}
 
 
-async def open_case_of(db: AsyncSession, contact_id: int) -> Case | None:
+async def open_case_of(db: AsyncSession, contact: Contact) -> Case | None:
     """Her waiting or active case, if she has one (at most one: a unique index holds it)."""
-    query = select(Case).where(Case.contact_id == contact_id, col(Case.status).in_(OPEN_STATUSES))
-    return (await db.exec(query)).first()
+    if not contact.may_have_case:
+        return None
+    query = select(Case).where(Case.contact_id == contact.id, col(Case.status).in_(OPEN_STATUSES))
+    case = (await db.exec(query)).first()
+    if case is None:  # staff closed it since her last turn
+        contact.may_have_case = False
+        db.add(contact)
+    return case
 
 
 def as_seen_by_engine(case: Case | None) -> OpenCase | None:
@@ -66,6 +72,8 @@ async def open_or_raise(
             waiting_since=now,
         )
         db.add(case)
+        contact.may_have_case = True
+        db.add(contact)
         await db.flush()
         events.record(db, "opened", case, now)
         await feed.publish(db, "case_opened", case, now)

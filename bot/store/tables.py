@@ -64,6 +64,9 @@ class Contact(SQLModel, table=True):
     opted_out: bool = False
     reachable: bool = True  # False while she has blocked the bot on Telegram
     safe_hours: str | None = Field(default=None, max_length=11)  # "18-21" Asia/Dushanbe; None: any time
+    # Set when a case opens for her; cleared by her next turn once staff have closed it. Most turns are
+    # not in a case, and this spares them the look-up (only her turns open cases).
+    may_have_case: bool = False
     pseudonym: str = Field(max_length=32)
     pseudonym_month: str = Field(max_length=7)  # "2026-11": the pseudonym is replaced each month
     created_at: datetime = utc_time()

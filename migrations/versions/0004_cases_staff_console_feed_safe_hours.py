@@ -161,11 +161,15 @@ def upgrade() -> None:
     op.add_column(
         "contacts", sa.Column("safe_hours", sqlmodel.sql.sqltypes.AutoString(length=11), nullable=True)
     )
+    op.add_column(
+        "contacts", sa.Column("may_have_case", sa.Boolean(), nullable=False, server_default=sa.false())
+    )
     op.add_column("outbox", sa.Column("held", sa.Boolean(), nullable=False, server_default=sa.false()))
 
 
 def downgrade() -> None:
     op.drop_column("outbox", "held")
+    op.drop_column("contacts", "may_have_case")
     op.drop_column("contacts", "safe_hours")
     op.drop_index(op.f("ix_case_messages_case_id"), table_name="case_messages")
     op.drop_table("case_messages")
