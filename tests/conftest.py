@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
 import asyncpg
 import pytest
@@ -158,12 +161,18 @@ async def small_hamroh(
 
 @pytest.fixture
 def settings(tmp_path: Path, sqlite_url: str) -> Settings:
+    return settings_for_tests(tmp_path, sqlite_url)
+
+
+def settings_for_tests(tmp_path: Path, database_url: str, **more: Any) -> Settings:
+    """Development settings on this database, with the tests' keys, and anything else a test needs."""
     return Settings(
         env="development",
-        database_url=sqlite_url,
+        database_url=database_url,
         var_dir=tmp_path,
         encryption_key=TEST_ENCRYPTION_KEY,
         hash_key=TEST_HASH_KEY,
+        **more,
     )
 
 
@@ -176,4 +185,27 @@ def telegram_contact(vault: Vault, address: str, now: datetime) -> Contact:
         pseudonym="p",
         pseudonym_month=now.strftime("%Y-%m"),
         created_at=now,
+    )
+
+
+def run_hamroh(
+    args: list[str], tmp_path: Path, *, stdin: str = "", **env: str
+) -> subprocess.CompletedProcess[str]:
+    """`hamroh ARGS` in a process of its own, with no HAMROH_ variable but these (by default a database
+    file and the var folder under tmp_path)."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("HAMROH_")}
+    environment |= {
+        "HAMROH_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}",
+        "HAMROH_VAR_DIR": str(tmp_path),
+        **env,
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "bot.cli", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=environment,
+        cwd=tmp_path,
+        timeout=120,
+        check=False,
     )

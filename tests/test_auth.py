@@ -26,7 +26,7 @@ from bot.staff.errors import BadRole
 from bot.store import AuditEntry, Staff, StaffSession
 from bot.store.crypto import Vault
 from bot.store.db import create_engine, transaction
-from tests.conftest import TEST_ENCRYPTION_KEY, TEST_HASH_KEY, Clock, Tokens
+from tests.conftest import Clock, Tokens, settings_for_tests
 
 BASE = "http://hamroh.test"
 PASSWORD = "correct horse battery"
@@ -36,14 +36,7 @@ REFUSED = "Wrong name or password."
 
 
 def staff_settings(database_url: str, tmp_path: Path, **extra: Any) -> Settings:
-    return Settings(
-        env="development",
-        database_url=database_url,
-        var_dir=tmp_path,
-        encryption_key=TEST_ENCRYPTION_KEY,
-        hash_key=TEST_HASH_KEY,
-        **extra,
-    )
+    return settings_for_tests(tmp_path, database_url, **extra)
 
 
 async def add_staff(hamroh: Hamroh, name: str, role: str, password: str = PASSWORD) -> None:

@@ -2,36 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from bot.config import ROOT
+from tests.conftest import run_hamroh
 
-HAMROH = [sys.executable, "-m", "bot.cli"]
-
-
-def run(args: list[str], tmp_path: Path, *, stdin: str = "", **env: str) -> subprocess.CompletedProcess[str]:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("HAMROH_")}
-    environment |= {
-        "HAMROH_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}",
-        "HAMROH_VAR_DIR": str(tmp_path),
-        **env,
-    }
-    return subprocess.run(
-        [*HAMROH, *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        env=environment,
-        cwd=tmp_path,
-        timeout=120,
-        check=False,
-    )
+run = run_hamroh
 
 
 def broken_flows(tmp_path: Path) -> Path:

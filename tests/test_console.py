@@ -33,7 +33,7 @@ from bot.service import Hamroh, Inbound
 from bot.staff.passwords import hash_password
 from bot.store import AuditEntry, Case, Contact, OutboxMessage, Staff, erase
 from bot.store.db import create_engine, transaction
-from tests.conftest import TEST_ENCRYPTION_KEY, TEST_HASH_KEY, Clock
+from tests.conftest import Clock, settings_for_tests
 from tests.fakes.telegram_api import FakeTelegram
 
 NOW = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
@@ -410,14 +410,7 @@ async def _hashed() -> str:
 
 
 def desk_settings(tmp_path: Path, database_url: str, **more: object) -> Settings:
-    return Settings(
-        env="development",
-        database_url=database_url,
-        var_dir=tmp_path,
-        encryption_key=TEST_ENCRYPTION_KEY,
-        hash_key=TEST_HASH_KEY,
-        **more,  # type: ignore[arg-type]
-    )
+    return settings_for_tests(tmp_path, database_url, **more)
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from bot.runtime import run_dispatcher
 from bot.service import Hamroh
 from bot.store import Contact, OutboxMessage
 from bot.store.db import transaction
-from tests.conftest import TEST_ENCRYPTION_KEY, TEST_HASH_KEY
+from tests.conftest import settings_for_tests
 from tests.fakes.telegram_api import FakeTelegram, Her
 from tests.fakes.twilio_api import FakeTwilio, inbound_sms_form, signed_request
 
@@ -32,13 +32,10 @@ SECRET = "e2e-secret"
 
 
 def settings_for(tmp_path: Path, database_url: str, **channel: object) -> Settings:
-    return Settings(
-        env="development",
-        database_url=database_url,
-        var_dir=tmp_path,
+    return settings_for_tests(
+        tmp_path,
+        database_url,
         public_url=PUBLIC,
-        encryption_key=TEST_ENCRYPTION_KEY,
-        hash_key=TEST_HASH_KEY,
         telegram_chat_messages_per_second=100,
         twilio_segments_per_second=100,
         **channel,

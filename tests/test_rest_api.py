@@ -34,12 +34,8 @@ JSON = {"content-type": "application/json"}
 
 
 @pytest.fixture
-async def hamroh(
-    database_url: str, small_flows: FlowSet, vault: Vault, clock: Clock
-) -> AsyncIterator[Hamroh]:
-    engine = create_engine(database_url)
-    yield Hamroh(engine=engine, flows=small_flows, vault=vault, clock=clock, new_token=Tokens())
-    await engine.dispose()
+def hamroh(small_hamroh: Hamroh) -> Hamroh:
+    return small_hamroh
 
 
 @pytest.fixture

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import subprocess
-import sys
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -23,11 +21,10 @@ from bot.staff.login import LoggedIn, Refused, Throttled, log_in
 from bot.staff.passwords import hash_password, hasher, verify_password
 from bot.store import AuditEntry, LoginThrottle, Staff, StaffSession
 from bot.store.db import create_engine, transaction
-from tests.conftest import TEST_HASH_KEY, Clock
+from tests.conftest import TEST_HASH_KEY, Clock, run_hamroh
 
 PASSWORD = "correct horse battery"
 OTHER_PASSWORD = "another long password"
-HAMROH = [sys.executable, "-m", "bot.cli"]
 
 
 def keyed(value: str) -> str:
@@ -388,18 +385,7 @@ def test_a_terminal_is_asked_twice_without_echo() -> None:
 def hamroh(
     args: list[str], database_url: str, tmp_path: Path, stdin: str = ""
 ) -> subprocess.CompletedProcess[str]:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("HAMROH_")}
-    environment |= {"HAMROH_DATABASE_URL": database_url, "HAMROH_VAR_DIR": str(tmp_path)}
-    return subprocess.run(
-        [*HAMROH, "staff", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        env=environment,
-        cwd=tmp_path,
-        timeout=120,
-        check=False,
-    )
+    return run_hamroh(["staff", *args], tmp_path, stdin=stdin, HAMROH_DATABASE_URL=database_url)
 
 
 def test_the_staff_commands_from_adding_to_disabling(database_url: str, tmp_path: Path) -> None:

@@ -35,7 +35,7 @@ from bot.senders import Failed, Outgoing, RetryLater, Sent
 from bot.service import Hamroh, count_rows
 from bot.store import ChatMessage, Contact, ConversationState, Delivery, OutboxMessage, RequestLogEntry
 from bot.store.db import transaction
-from tests.conftest import TEST_ENCRYPTION_KEY, TEST_HASH_KEY
+from tests.conftest import settings_for_tests
 from tests.fakes.telegram_api import MEDIA_KINDS, TOKEN, FakeTelegram, Her
 
 SECRET = "webhook-secret_0123456789"
@@ -58,12 +58,9 @@ def fake() -> Iterator[FakeTelegram]:
 def telegram_settings(
     tmp_path: Path, database_url: str, fake: FakeTelegram, *, token: str | None = None, **extra: Any
 ) -> Settings:
-    return Settings(
-        env="development",
-        database_url=database_url,
-        var_dir=tmp_path,
-        encryption_key=TEST_ENCRYPTION_KEY,
-        hash_key=TEST_HASH_KEY,
+    return settings_for_tests(
+        tmp_path,
+        database_url,
         telegram_token=token or fake.token,
         telegram_secret=SECRET,
         telegram_api_url=fake.api_url,

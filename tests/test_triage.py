@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import csv
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from types import MappingProxyType
 
@@ -28,6 +26,7 @@ from bot.conversation.triage import (
     lint,
     load_lexicon,
 )
+from tests.conftest import run_hamroh
 
 DATA = Path(__file__).parent / "data"
 NO_TRANSLATIONS = Translations(MappingProxyType({}))
@@ -245,20 +244,9 @@ def test_the_check_names_an_example_the_rules_get_wrong(tmp_path: Path) -> None:
 
 
 def hamroh(tmp_path: Path, *args: str, flows_dir: Path) -> subprocess.CompletedProcess[str]:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("HAMROH_")}
-    environment |= {
-        "HAMROH_FLOWS_DIR": str(flows_dir),
-        "HAMROH_DATABASE_URL": f"sqlite:///{tmp_path / 'absent' / 'none.db'}",
-        "HAMROH_VAR_DIR": str(tmp_path),
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "bot.cli", "triage", *args],
-        capture_output=True,
-        text=True,
-        env=environment,
-        cwd=tmp_path,
-        timeout=60,
-        check=False,
+    absent = f"sqlite:///{tmp_path / 'absent' / 'none.db'}"  # the command must not need a database
+    return run_hamroh(
+        ["triage", *args], tmp_path, HAMROH_FLOWS_DIR=str(flows_dir), HAMROH_DATABASE_URL=absent
     )
 
 
