@@ -15,7 +15,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from bot import outbox
 from bot.channels import sms, telegram
 from bot.conversation import hours
-from bot.conversation.model import Channel, Reply, Script
+from bot.conversation.model import SCRIPTS, Channel, Reply, Script
 from bot.store import Contact, OutboxMessage
 from bot.store.crypto import Vault
 
@@ -47,7 +47,7 @@ def to_her(
     """An outbox row to her (not yet added): held until her safe hours unless `send_now`."""
     assert contact.id is not None
     channel: Channel = "sms" if contact.channel == "sms" else "telegram"
-    script: Script = contact.script if contact.script in ("cyrillic", "plain", "latin") else "cyrillic"  # type: ignore[assignment]
+    script: Script = next((s for s in SCRIPTS if s == contact.script), "cyrillic")
     row = outbox.row(
         vault,
         contact_id=contact.id,
