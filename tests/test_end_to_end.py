@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 from fastapi import FastAPI
-from sqlmodel import select
+from sqlmodel import col, select
 
 from api.app import create_app
 from bot.config import Settings
@@ -69,6 +69,17 @@ async def sending(settings: Settings, hamroh: Hamroh) -> AsyncIterator[None]:
         await task
 
 
+async def until_recorded(hamroh: Hamroh, count: int) -> None:
+    """Wait until the dispatcher has recorded `count` SMS SIDs (Twilio's fake has them a moment earlier)."""
+    for _ in range(1500):
+        async with transaction(hamroh.engine) as db:
+            query = select(OutboxMessage).where(col(OutboxMessage.provider_id).is_not(None))
+            if len((await db.exec(query)).all()) >= count:
+                return
+        await asyncio.sleep(0.02)
+    raise AssertionError("the dispatcher did not record the messages")
+
+
 async def until(condition: Callable[[], bool], within: float = 30.0) -> None:
     """Wait for `condition`; generous, because SMS leave at 1 segment a second and CI machines are busy."""
     for _ in range(int(within / 0.02)):
@@ -115,12 +126,7 @@ async def test_sms_from_webhook_to_twilio_and_erased_at_twilio_too(
                 assert welcome.status_callback == f"{PUBLIC}/webhooks/sms/status"
 
                 # Twilio reports delivery seconds later; here it could beat the dispatcher's own record.
-                for _ in range(1500):
-                    async with transaction(hamroh.engine) as db:
-                        query = select(OutboxMessage).where(OutboxMessage.provider_id == welcome.sid)
-                        if (await db.exec(query)).first() is not None:
-                            break
-                    await asyncio.sleep(0.02)
+                await until_recorded(hamroh, 1)
                 report = twilio.status_callback(welcome.sid, "delivered")
                 answer = await web.post(report.path, content=report.body, headers=report.headers)
                 assert answer.status_code == 200
@@ -133,6 +139,7 @@ async def test_sms_from_webhook_to_twilio_and_erased_at_twilio_too(
                 received.append(await she_texts("1"))
                 received.append(await she_texts("маълумоти маро нест кунед"))
                 await until(lambda: len(twilio.messages) == 3)
+                await until_recorded(hamroh, 3)  # she reads them before she erases; by then they are recorded
                 received.append(await she_texts("1"))  # "Yes, delete"
                 await until(lambda: len(twilio.messages) == 4 and len(twilio.deleted) == 7)
             sent = [m.sid for m in twilio.messages]
