@@ -36,7 +36,12 @@ def new_token() -> str:
 def load_content(settings: Settings) -> FlowSet:
     """Flows and catalogues; FlowError if any flow file is broken (start-up stops, nothing half-loaded)."""
     translations = load_translations(settings.locales_dir)
-    return load_flowset(settings.flows_dir, translations, idle_reset=settings.idle_reset)
+    return load_flowset(
+        settings.flows_dir,
+        translations,
+        idle_reset=settings.idle_reset,
+        service_is_free=settings.service_is_free,
+    )
 
 
 def vault_for(settings: Settings) -> Vault:

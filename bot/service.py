@@ -167,7 +167,7 @@ class Hamroh:
         turn = step(
             self.flows,
             session,
-            Input(inbound.text, inbound.button, inbound.media),
+            Input(inbound.text, inbound.button, inbound.media, inbound.channel),
             now,
             courses=courses,
             case=intake.as_seen_by_engine(case),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from types import MappingProxyType
@@ -14,6 +14,7 @@ from bot.conversation.flowload import load_flowset
 from bot.conversation.flows import FlowSet
 from bot.conversation.i18n import Translations
 from bot.conversation.model import (
+    Channel,
     ClearChatRequested,
     Course,
     DistrictSet,
@@ -60,8 +61,16 @@ class Talk:
     courses: tuple[Course, ...] = ()
     last: Turn | None = None
 
+    channel: Channel = "sms"
+
     def send(self, text: str = "", *, button: str | None = None, media: bool = False) -> Reply:
-        turn = step(self.flows, self.session, Input(text, button, media), self.now, courses=self.courses)
+        turn = step(
+            self.flows,
+            self.session,
+            Input(text, button, media, self.channel),
+            self.now,
+            courses=self.courses,
+        )
         self.session = Session.from_json(turn.session.to_json())
         self.last = turn
         assert turn.replies, f"no reply to {text!r}"
@@ -128,14 +137,29 @@ def test_free_text_naming_a_topic_leads_to_it_however_typed(small: FlowSet) -> N
         assert talk.send(typed).text.startswith("Divorce"), typed
 
 
-def test_input_that_matches_nothing_gets_a_short_answer_and_the_current_options(small: FlowSet) -> None:
+def test_input_that_matches_nothing_on_sms_says_which_numbers_she_can_reply(small: FlowSet) -> None:
     talk = Talk(small, Session(lang="en", node="legal.menu"))
     reply = talk.send("qwertyuiop")
-    assert reply.text == "Sorry, I did not understand. Reply with a number."
+    assert reply.text == "Sorry, I did not understand. Reply with a number: 1-2, 0."
+    assert (reply.options, reply.menu) == ((), None)  # one short SMS, not the whole screen again
+    assert talk.session.node == "legal.menu"
+    assert talk.send("7").text == "Sorry, I did not understand. Reply with a number: 1-2, 0."
+    assert talk.send("2").text.startswith("Divorce")  # the numbers still mean what the screen showed
+
+
+def test_the_numbers_she_is_told_are_those_of_her_screen(small: FlowSet) -> None:
+    on_menu = Talk(small, Session(lang="en", node="main.menu"))
+    assert on_menu.send("zzz").text.endswith("Reply with a number: 1-3.")  # no 0 on the menu itself
+    one_option = Talk(small, Session(lang="en", node="main.help"))
+    assert one_option.send("zzz").text.endswith("Reply with a number: 1-2, 0.")  # and Source
+
+
+def test_input_that_matches_nothing_on_telegram_asks_her_to_tap_a_button(small: FlowSet) -> None:
+    talk = Talk(small, Session(lang="en", node="legal.menu"), channel="telegram")
+    reply = talk.send("qwertyuiop")
+    assert reply.text == "Sorry, I did not understand. Tap a button."
     assert [o.label for o in reply.options] == ["Child support", "Divorce"]
     assert reply.menu == "Menu"
-    assert talk.session.node == "legal.menu"
-    assert talk.send("7").text == "Sorry, I did not understand. Reply with a number."
 
 
 @pytest.mark.parametrize(
@@ -172,7 +196,7 @@ def test_media_gets_a_kind_reply_in_her_language(small: FlowSet) -> None:
 def test_global_words_work_everywhere(small: FlowSet) -> None:
     talk = Talk(small, Session(lang="ru", node="legal.menu"))
     assert talk.send("МЕНЮ").text == "Чем помочь?"
-    assert talk.send("помощь").text == "Hamroh is free. Write 0 for the menu."
+    assert talk.send("помощь").text.startswith("We are here.")
     assert talk.send("забон").text == "Choose a language."
     assert talk.send("feхрист").text == "Чем помочь?"
 
@@ -207,7 +231,7 @@ def test_she_returns_after_weeks_to_the_menu_in_her_language(small: FlowSet) -> 
     talk = Talk(small, Session(lang="ru", node="main.menu"))
     talk.send("1")
     talk.now += timedelta(days=30)
-    assert talk.send("5").text == "Sorry, I did not understand. Reply with a number."
+    assert talk.send("5").text == "Sorry, I did not understand. Reply with a number: 1-3."
     assert talk.session.node == "main.menu"
     assert talk.session.lang == "ru"
     assert talk.send("1").text == "Which question?"
@@ -224,7 +248,7 @@ def test_district_question_recognises_old_names_and_lists_courses(small: FlowSet
     assert talk.send("Mars").text == "I do not know that district. For example, Dusti."
     listing = talk.send("Джиликуль")
     assert talk.events == (DistrictSet("dusti"), TopicViewed("training.courses"))
-    assert "Sewing (2027-01-11)" in listing.text
+    assert "Sewing (11 January 2027)" in listing.text
     assert "Finance" in listing.text
     assert "Baking" not in listing.text
     talk.send("0")
@@ -248,8 +272,8 @@ def test_actions_emit_events(small: FlowSet) -> None:
     assert talk.events == (Subscribed(),)
     assert talk.session.subscribed
     talk.send(button="main.menu:settings")
-    talk.send("3")
-    assert talk.events == (ClearChatRequested(),)
+    talk.send("3")  # on SMS: how to delete our SMS (clearing a chat is Telegram's)
+    assert talk.events == ()
     talk.send(button="main.menu:settings")
     talk.send("4")
     assert talk.events == (EscalationRequested("general", "asked"),)  # from settings: no topic queue
@@ -295,3 +319,94 @@ def test_the_engine_is_deterministic(small: FlowSet) -> None:
     for text in ("hi", "1", "1", "алимент", "1", "2", "back", "stop", "start"):
         assert first.send(text) == second.send(text)
         assert first.session == second.session
+
+
+def test_on_telegram_a_topic_is_one_message_with_its_buttons(small: FlowSet) -> None:
+    talk = Talk(small, Session(lang="en", node="legal.menu"), channel="telegram")
+    topic = talk.send(button="legal.menu:alimony")
+    assert topic.text == "A father must pay for his children.\nFor 1 child, a quarter of his income."
+    assert [o.label for o in topic.options] == ["Divorce", "Source"]  # no "More"
+    assert talk.send("2").text == "Source: Family Code, art. 81"  # a number typed picks a button
+
+
+def test_options_for_one_channel_are_not_shown_or_counted_on_the_other(small: FlowSet) -> None:
+    sms = Talk(small, Session(lang="en", node="main.menu"))
+    labels = [o.label for o in sms.send("3").options]
+    assert "Delete our SMS" in labels
+    assert "Clear chat" not in labels
+    assert sms.send(str(labels.index("Delete our SMS") + 1)).text == "Delete our SMS on your phone yourself."
+    telegram = Talk(small, Session(lang="en", node="main.menu"), channel="telegram")
+    labels = [o.label for o in telegram.send("3").options]
+    assert "Clear chat" in labels
+    assert "Delete our SMS" not in labels
+    telegram.send(str(labels.index("Clear chat") + 1))
+    assert telegram.events == (ClearChatRequested(),)
+
+
+@pytest.mark.parametrize("typed", ["?", "??", " ？ ", "help", "ПОМОЩЬ", "ёри"])
+def test_help_words_and_a_lone_question_mark_lead_to_112_first(small: FlowSet, typed: str) -> None:
+    talk = Talk(small, Session(lang="en", node="legal.alimony"))
+    reply = talk.send(typed)
+    assert talk.session.node == "main.help"
+    assert reply.text == "We are here. If in danger, call:\nEmergency: 112"
+    assert reply.menu == "Menu"
+
+
+def test_a_help_word_as_her_first_message_gives_the_help_line_then_the_choice_of_language(
+    small: FlowSet,
+) -> None:
+    turn = step(small, Session(), Input("?"), datetime(2026, 11, 28, 9, 0, tzinfo=UTC))
+    assert "112" in turn.replies[0].text
+    assert turn.replies[-1].options[0].key == "lang:tg"
+    assert turn.session.lang is None
+
+
+@pytest.mark.parametrize(
+    ("typed", "lang"),
+    [("русский", "ru"), ("русӣ", "ru"), ("По-русски", "ru"), ("тоҷикӣ", "tg"), ("tojiki", "tg")],
+)
+def test_naming_a_language_switches_to_it_anywhere(small: FlowSet, typed: str, lang: str) -> None:
+    start = "tg" if lang == "ru" else "ru"
+    talk = Talk(small, Session(lang=start, node="legal.alimony", part=1))
+    talk.send(typed)
+    assert (talk.session.lang, talk.session.node) == (lang, "main.menu")
+    assert talk.events[0] == LanguageChanged(lang)
+
+
+@pytest.mark.parametrize(
+    "typed",
+    [
+        "удалить мои данные",
+        "Пожалуйста, удалите мои данные!",
+        "забудь меня",
+        "маълумотамро нест кунед",
+        "malumotamro nest kuned",
+    ],
+)
+def test_asking_to_delete_her_data_in_her_own_words_is_confirmed_first(small: FlowSet, typed: str) -> None:
+    talk = Talk(small, Session(lang="ru", node="legal.alimony"))
+    assert talk.send(typed).text == "Delete everything Hamroh knows about you?"
+    assert talk.events == ()  # nothing is deleted before she says yes
+    talk.send("1")
+    assert talk.events == (EraseRequested(),)
+
+
+def test_words_near_an_erase_phrase_do_not_ask_to_erase(small: FlowSet) -> None:
+    talk = Talk(small, Session(lang="ru", node="main.menu"))
+    talk.send("забудьте меняю")
+    assert talk.session.node != "main.erase"
+
+
+def test_the_greeting_says_free_only_where_the_deployment_says_so(small: FlowSet) -> None:
+    assert "free" not in Talk(small).send("hi").text
+    free = replace(small, service_is_free=True)
+    assert "Hamroh is free." in Talk(free).send("hi").text
+
+
+def test_course_dates_are_written_in_her_language(small: FlowSet) -> None:
+    from bot.conversation.screens import date_in_words
+
+    day = date(2027, 1, 11)
+    assert date_in_words(day, "tg") == "11 январи 2027"
+    assert date_in_words(day, "ru") == "11 января 2027"
+    assert date_in_words(date(2027, 5, 2), "tg") == "2 майи 2027"

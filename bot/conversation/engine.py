@@ -19,6 +19,7 @@ from bot.conversation.model import (
     SCRIPTS,
     SOURCE_KEY,
     CaseLeft,
+    Channel,
     ClearChatRequested,
     Counsellors,
     Course,
@@ -42,12 +43,13 @@ from bot.conversation.model import (
     Unsubscribed,
     WroteToCase,
 )
-from bot.conversation.text import clean, fold, keyword_score
+from bot.conversation.text import clean, fold_message, keyword_score
 
 MAX_INPUT = 1000  # characters of her message looked at; nothing longer is needed to route a turn
 MENU = screens.MAIN_MENU
 ALWAYS_OPEN = Counsellors()
 ERASE = "main.erase"
+HELP = "main.help"
 CASE_STOP = "main.case_stop"  # a stop word during a case asks first: "enough!" is not always a wish to go
 # Where she was when she asked for a person decides the queue: rights -> legal, feelings -> support.
 QUEUE_OF_FLOW = {"legal": "legal", "helplines": "support", "stories": "support", "safety": "support"}
@@ -67,6 +69,8 @@ class _Acc:
 
     def turn(self) -> Turn:
         return Turn(self.session, tuple(self.replies), tuple(self.events))
+
+    channel: Channel = "sms"
 
     @property
     def lang(self) -> str:
@@ -99,9 +103,9 @@ def step(
         session = replace(session, node=MENU, part=0, history=())
     if session.node is not None and session.node not in flows.nodes:
         session = replace(session, node=MENU, part=0, history=())  # content changed under her
-    acc = _Acc(flows, replace(session, last_active=now), courses, [], [], case, counsellors)
+    acc = _Acc(flows, replace(session, last_active=now), courses, [], [], case, counsellors, inp.channel)
     text = clean(inp.text[: MAX_INPUT * 2])[:MAX_INPUT]
-    folded = fold(text)
+    folded = fold_message(text)
     verdict = triage.classify_folded(flows.triage, folded) if inp.button is None and folded else None
     if verdict is not None:
         _danger(acc, verdict, text, inp.media)
@@ -124,10 +128,10 @@ def _danger(acc: _Acc, verdict: triage.Verdict, text: str, media: bool) -> None:
         acc.events.append(TopicViewed(node.topic))
     if acc.session.lang is None:
         for lang in OFFERED_LANGUAGES:
-            acc.replies.append(screens.safety(acc.flows, replace(acc.session, lang=lang), node))
+            acc.replies.append(screens.safety(acc.flows, replace(acc.session, lang=lang), node, acc.channel))
         return
     acc.session = acc.session.at(node.ref)
-    acc.replies.append(screens.safety(acc.flows, acc.session, node))
+    acc.replies.append(screens.safety(acc.flows, acc.session, node, acc.channel))
 
 
 def _in_case(acc: _Acc, inp: Input, text: str, folded: str) -> bool:
@@ -145,14 +149,14 @@ def _in_case(acc: _Acc, inp: Input, text: str, folded: str) -> bool:
     if folded in words.stop:
         _enter(acc, CASE_STOP)
         return True
-    if inp.button is not None or folded in words.erase:
+    if inp.button is not None or asks_to_erase(acc.flows, folded):
         return False  # a button she pressed, or "delete my data": the menus handle it
     assert acc.case is not None
     # A number picks from the screen she sees, except in a live chat, where "1" may answer the counsellor;
     # there only the questions she has just been asked (stop? delete?) take numbers.
     picks = acc.case.status == "waiting" or (node is not None and node.ref in (CASE_STOP, ERASE))
     if picks and folded.isdigit() and node is not None:
-        shown = screens.options(acc.flows, node, acc.session.part, acc.lang)
+        shown = screens.options(acc.flows, node, acc.session.part, acc.lang, acc.channel)
         if 1 <= int(folded) <= len(shown):
             return False
     if node is not None and node.ask and _answer(acc, node, text, folded):
@@ -177,6 +181,8 @@ def _route(acc: _Acc, inp: Input, text: str, folded: str) -> None:
         _enter(acc, "main.stopped")
         return
     if acc.session.lang is None:
+        if folded in words.help:
+            _help_before_a_language(acc)
         _first_contact(acc, inp, folded)
         return
     if inp.button is not None:
@@ -184,7 +190,9 @@ def _route(acc: _Acc, inp: Input, text: str, folded: str) -> None:
         return
     if inp.media and not text:
         # A short answer and the way to the menu: with the node's options it could cost a third SMS.
-        acc.replies.append(screens.brief(acc.flows, acc.session, acc.flows.strings["not_text"], None))
+        acc.replies.append(
+            screens.brief(acc.flows, acc.session, acc.flows.strings["not_text"], None, acc.channel)
+        )
         return
     if _global_word(acc, folded):
         return
@@ -198,16 +206,24 @@ def _route(acc: _Acc, inp: Input, text: str, folded: str) -> None:
     if target is not None:
         _enter(acc, target)
         return
-    msgid = (
-        node.invalid
-        if node is not None and node.ask and node.invalid
-        else acc.flows.strings["not_understood"]
-    )
-    acc.replies.append(screens.brief(acc.flows, acc.session, msgid, node))
+    if node is not None and node.ask and node.invalid:
+        acc.replies.append(screens.brief(acc.flows, acc.session, node.invalid, node, acc.channel))
+    else:
+        acc.replies.append(screens.not_understood(acc.flows, acc.session, node, acc.channel))
+
+
+def _help_before_a_language(acc: _Acc) -> None:
+    """A help word as her first message: the help lines in Tajik and in Russian, before the welcome."""
+    node = acc.flows.node(HELP)
+    texts = []
+    for lang in OFFERED_LANGUAGES:
+        seen_as = replace(acc.session, lang=lang)
+        texts.append(screens.screen(acc.flows, seen_as, node, screens.last_part(node), (), acc.channel).text)
+    acc.replies.append(Reply("\n".join(texts)))
 
 
 def _first_contact(acc: _Acc, inp: Input, folded: str) -> None:
-    names = {fold(name): lang for lang, name in acc.flows.words.languages.items()}
+    names = acc.flows.words.language_names
     chosen: str | None = None
     if inp.button and inp.button.startswith("lang:"):
         chosen = inp.button.removeprefix("lang:")
@@ -236,15 +252,32 @@ def _global_word(acc: _Acc, folded: str) -> bool:
         _enter(acc, previous, remember=False)
     elif folded in words.language:
         _enter(acc, "main.language")
+    elif folded in words.language_names:
+        _switch_language(acc, words.language_names[folded])
     elif folded in words.help:
-        _enter(acc, "main.help")
-    elif folded in words.erase:
+        _enter(acc, HELP)
+    elif asks_to_erase(acc.flows, folded):
         _enter(acc, ERASE)
     elif folded in words.clear and "main.clear_chat" in acc.flows.nodes:
         _enter(acc, "main.clear_chat")
     else:
         return False
     return True
+
+
+def asks_to_erase(flows: FlowSet, folded: str) -> bool:
+    """Whether her message asks to delete her data: exactly a word for it, or a phrase for it anywhere
+    ("пожалуйста, удалите мои данные"). The bot still asks before deleting anything."""
+    words = flows.words
+    return folded in words.erase or any(f" {p} " in f" {folded} " for p in words.erase_phrases)
+
+
+def _switch_language(acc: _Acc, lang: str) -> None:
+    """She named a language: the menu in that language, wherever she was."""
+    if lang != acc.session.lang:
+        acc.session = replace(acc.session, lang=lang)
+        acc.events.append(LanguageChanged(lang))
+    _enter(acc, MENU)
 
 
 def _press(acc: _Acc, key: str) -> None:
@@ -274,11 +307,11 @@ def _press(acc: _Acc, key: str) -> None:
 
 def _pick(acc: _Acc, node: Node, number: int) -> None:
     """A number typed in answer to a numbered list."""
-    shown = screens.options(acc.flows, node, acc.session.part, acc.lang)
+    shown = screens.options(acc.flows, node, acc.session.part, acc.lang, acc.channel)
     if 1 <= number <= len(shown):
         _press(acc, shown[number - 1].key)
     else:
-        acc.replies.append(screens.brief(acc.flows, acc.session, acc.flows.strings["not_understood"], node))
+        acc.replies.append(screens.not_understood(acc.flows, acc.session, node, acc.channel))
 
 
 def _answer(acc: _Acc, node: Node, text: str, folded: str) -> bool:
@@ -344,19 +377,19 @@ def _enter(acc: _Acc, ref: str, *, remember: bool = True) -> None:
 def _away(acc: _Acc) -> None:
     """Outside service hours: when counsellors are back, and the help lines meanwhile."""
     node = acc.flows.node(AWAY_NODE)
-    reply = screens.screen(acc.flows, acc.session, node, 0, acc.courses)
+    reply = screens.screen(acc.flows, acc.session, node, 0, acc.courses, acc.channel)
     acc.replies.append(replace(reply, text=reply.text.replace("{time}", acc.counsellors.back_at or "")))
 
 
 def _show(acc: _Acc, node: Node, part: int) -> None:
-    acc.session = replace(acc.session, node=node.ref, part=part)
-    acc.replies.append(screens.screen(acc.flows, acc.session, node, part, acc.courses))
+    acc.session = replace(acc.session, node=node.ref, part=screens.part_shown(node, part, acc.channel))
+    acc.replies.append(screens.screen(acc.flows, acc.session, node, part, acc.courses, acc.channel))
 
 
 def _source(acc: _Acc, node: Node) -> None:
     flows = acc.flows
     text = f"{flows.text(acc.lang, flows.strings['source_is'])} {flows.text(acc.lang, node.source or '')}"
-    options = screens.options(flows, node, len(node.texts) - 1, acc.lang)
+    options = screens.options(flows, node, screens.last_part(node), acc.lang, acc.channel)
     acc.session = replace(acc.session, node=node.ref, part=len(node.texts) - 1)
     acc.replies.append(Reply(text, options, screens.menu_label(flows, acc.lang, node.ref)))
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
 
@@ -43,7 +44,7 @@ from bot.conversation.flowspec import (
     validate,
 )
 from bot.conversation.i18n import Translations
-from bot.conversation.text import fold
+from bot.conversation.text import fold, fold_message
 from bot.conversation.triage import CATEGORIES, LEXICON_FILE, Lexicon, load_lexicon
 
 LONE_ZERO = re.compile(r"(?<![\d/.,])0(?![\d/.,])")
@@ -51,9 +52,16 @@ NOT_FLOWS = ("canned.yaml",)  # beside the flows, but read by the console (bot/c
 
 
 def load_flowset(
-    flows_dir: Path, translations: Translations, *, idle_reset: dt.timedelta = dt.timedelta(days=14)
+    flows_dir: Path,
+    translations: Translations,
+    *,
+    idle_reset: dt.timedelta = dt.timedelta(days=14),
+    service_is_free: bool = False,
 ) -> FlowSet:
-    """Read every file in `flows_dir` and compile it; raise FlowError with every problem found."""
+    """Read every file in `flows_dir` and compile it; raise FlowError with every problem found.
+
+    `service_is_free`: the deployment says the service costs her nothing (the greeting may say so).
+    """
     problems: list[Problem] = []
     specs: list[tuple[str, FlowSpec, Lines]] = []
     data_specs: dict[str, tuple[object, Lines]] = {}
@@ -89,7 +97,8 @@ def load_flowset(
     assert isinstance(words, WordsSpec)
     assert isinstance(directory, DirectorySpec)
     assert isinstance(districts, DistrictsSpec)
-    return _compile(specs, words, directory, districts, translations, triage, idle_reset, files)
+    flows = _compile(specs, words, directory, districts, translations, triage, idle_reset, files)
+    return replace(flows, service_is_free=service_is_free)
 
 
 def _compile(
@@ -204,7 +213,7 @@ def _node(flow: str, name: str, spec: NodeSpec, file: str, lines: Lines) -> Node
         line=line_of(lines, ("nodes", name)),
         texts=texts,
         options=tuple(
-            NodeOption(o.id or o.go.replace(".", "_"), o.label, target(o.go)) for o in spec.options
+            NodeOption(o.id or o.go.replace(".", "_"), o.label, target(o.go), o.channel) for o in spec.options
         ),
         ask=spec.ask is not None,
         save=spec.save,
@@ -311,7 +320,7 @@ def _keyword_clashes(nodes: Mapping[str, Node]) -> list[Problem]:
 
 def _words(spec: WordsSpec) -> Words:
     def folded(words: list[str]) -> frozenset[str]:
-        return frozenset(k for k in (fold(w) for w in words) if k)
+        return frozenset(k for k in (fold_message(w) for w in words) if k)
 
     return Words(
         menu=folded(spec.menu),
@@ -323,6 +332,16 @@ def _words(spec: WordsSpec) -> Words:
         start=folded(spec.start),
         clear=folded(spec.clear),
         languages=MappingProxyType({str(k): v for k, v in spec.languages.items()}),
+        erase_phrases=tuple(sorted(folded(spec.erase_phrases))),
+        language_names=MappingProxyType(
+            {
+                fold(name): str(lang)
+                for lang, names in [(k, [v]) for k, v in spec.languages.items()]
+                + list(spec.language_names.items())
+                for name in names
+                if fold(name)
+            }
+        ),
     )
 
 

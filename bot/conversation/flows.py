@@ -53,6 +53,11 @@ class NodeOption:
     id: str
     label: str
     target: str
+    channel: str | None = None  # "sms" or "telegram": shown only there; None: everywhere
+
+    def shown_on(self, channel: str) -> bool:
+        """Whether she sees this option on `channel`."""
+        return self.channel is None or self.channel == channel
 
 
 @dataclass(frozen=True)
@@ -125,7 +130,9 @@ class Words:
     stop: frozenset[str]
     start: frozenset[str]
     clear: frozenset[str]
-    languages: Mapping[str, str]
+    languages: Mapping[str, str]  # language -> its name in itself (the welcome's buttons)
+    erase_phrases: tuple[str, ...] = ()  # folded phrases that ask to delete her data anywhere in a message
+    language_names: Mapping[str, str] = field(default_factory=dict)  # folded name -> language
 
 
 @dataclass(frozen=True)
@@ -144,6 +151,7 @@ class FlowSet:
     translations: Translations
     triage: Lexicon  # crisis triage rules (triage.yaml)
     idle_reset: dt.timedelta = dt.timedelta(days=14)
+    service_is_free: bool = False  # the deployment says so: only then does the greeting say "free"
     files: tuple[str, ...] = field(default=())
 
     def node(self, ref: str) -> Node:

@@ -55,6 +55,7 @@ class OptionSpec(_Spec):
     label: str = Field(min_length=1)
     go: str = Field(pattern=TARGET.pattern)
     id: str | None = Field(default=None, pattern=NAME)
+    channel: Literal["sms", "telegram"] | None = None  # shown only on this channel
 
 
 class NodeSpec(_Spec):
@@ -114,7 +115,9 @@ class WordsSpec(_Spec):
     stop: list[str]
     start: list[str]
     clear: list[str] = []
+    erase_phrases: list[str] = []  # "delete my data" anywhere in her message (then confirmed)
     languages: dict[Literal["tg", "ru", "en"], str]
+    language_names: dict[Literal["tg", "ru", "en"], list[str]] = {}  # other ways to name a language
 
 
 class ServiceSpec(_Spec):

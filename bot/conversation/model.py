@@ -84,6 +84,7 @@ class Input:
     text: str = ""
     button: str | None = None  # the key of a pressed option ("flow.node:option")
     media: bool = False  # a photo, voice message, sticker...
+    channel: Channel = "sms"  # where she wrote: Telegram shows a topic whole and has buttons
 
 
 @dataclass(frozen=True)

@@ -6,11 +6,25 @@ Pure functions of the flow set and the session; the engine decides which screen 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import date
+
+from babel.dates import format_date
 
 from bot.conversation.flows import FlowSet, Node
-from bot.conversation.model import MENU_KEY, MORE_KEY, SOURCE_KEY, Course, Option, Reply, Session
+from bot.conversation.model import (
+    MENU_KEY,
+    MORE_KEY,
+    SOURCE_KEY,
+    Channel,
+    Course,
+    Option,
+    Reply,
+    Session,
+)
 
 MAIN_MENU = "main.menu"
+WELCOME, WELCOME_FREE = "main.welcome", "main.welcome_free"
+PART_BREAK = "\n"  # between the parts of a topic joined into one Telegram message
 
 
 def option_key(node: Node, option_id: str) -> str:
@@ -33,31 +47,57 @@ def menu_label(flows: FlowSet, lang: str, node_ref: str | None) -> str | None:
     return None if node_ref == MAIN_MENU else flows.text(lang, flows.strings["menu"])
 
 
-def options(flows: FlowSet, node: Node, part: int, lang: str) -> tuple[Option, ...]:
-    """The options of one screen: "More" until the last part, then the node's own and "Source"."""
-    if part < len(node.texts) - 1:
+def last_part(node: Node) -> int:
+    """The index of a node's last part: where its options are."""
+    return len(node.texts) - 1
+
+
+def part_shown(node: Node, part: int, channel: Channel) -> int:
+    """The part a screen shows: on Telegram a topic is one message, so always the last (all joined)."""
+    return last_part(node) if channel == "telegram" else min(max(part, 0), last_part(node))
+
+
+def options(flows: FlowSet, node: Node, part: int, lang: str, channel: Channel = "sms") -> tuple[Option, ...]:
+    """The options of one screen: "More" until the last part, then the node's own and "Source".
+
+    Options meant for the other channel are left out, so numbers count only what she sees.
+    """
+    if part_shown(node, part, channel) < last_part(node):
         return (Option(more_key(node, part + 1), flows.text(lang, flows.strings["more"])),)
-    own = tuple(Option(option_key(node, o.id), flows.text(lang, o.label)) for o in node.options)
+    own = tuple(
+        Option(option_key(node, o.id), flows.text(lang, o.label)) for o in node.options if o.shown_on(channel)
+    )
     if node.fact and node.source and not node.danger:
         own = (*own, Option(source_key(node), flows.text(lang, flows.strings["source"])))
     return own
 
 
-def screen(flows: FlowSet, session: Session, node: Node, part: int, courses: Sequence[Course]) -> Reply:
-    """The message for `part` of `node`, in her language."""
+def screen(
+    flows: FlowSet,
+    session: Session,
+    node: Node,
+    part: int,
+    courses: Sequence[Course],
+    channel: Channel = "sms",
+) -> Reply:
+    """The message for `part` of `node`, in her language: on SMS one part per message (with "More"),
+    on Telegram the whole topic in one message with its buttons."""
     lang = session.lang or "tg"
-    part = min(max(part, 0), len(node.texts) - 1)
-    lines = [flows.text(lang, node.texts[part])]
-    if part == len(node.texts) - 1:
+    part = part_shown(node, part, channel)
+    texts = node.texts if channel == "telegram" else node.texts[part : part + 1]
+    lines = [PART_BREAK.join(flows.text(lang, text) for text in texts)]
+    if part == last_part(node):
         lines.extend(service_lines(flows, node, lang))
         if node.listing == "courses":
             lines.extend(course_lines(flows, session, courses))
-    return Reply("\n".join(lines), options(flows, node, part, lang), menu_label(flows, lang, node.ref))
+    return Reply(
+        "\n".join(lines), options(flows, node, part, lang, channel), menu_label(flows, lang, node.ref)
+    )
 
 
-def safety(flows: FlowSet, session: Session, node: Node) -> Reply:
+def safety(flows: FlowSet, session: Session, node: Node, channel: Channel = "sms") -> Reply:
     """A danger screen: calm first words, 112 and the lines for that danger, then "a person will write"."""
-    reply = screen(flows, session, node, 0, ())
+    reply = screen(flows, session, node, 0, (), channel)
     will_write = flows.text(session.lang or "tg", flows.strings["urgent_will_write"])
     return Reply(f"{reply.text}\n{will_write}", reply.options, reply.menu)
 
@@ -81,24 +121,58 @@ def course_lines(flows: FlowSet, session: Session, courses: Sequence[Course]) ->
     lines = [flows.text(lang, flows.strings["courses_all"])]
     for course in near:
         title = course.titles.get(lang) or next(iter(course.titles.values()), "")
-        when = f" ({course.starts.isoformat()})" if course.starts else ""
+        when = f" ({date_in_words(course.starts, lang)})" if course.starts else ""
         lines.append(f"- {title}{when}")
     return lines
 
 
+def date_in_words(day: date, lang: str) -> str:
+    """A date as she says it: "11 январи 2027", "11 января 2027", "11 January 2027".
+
+    Babel gives the month names; Tajik joins the month to the year with the izofat "-и", which its
+    locale data lacks (it has only "11 Январ 2027").
+    """
+    if lang == "tg":
+        month = format_date(day, "MMMM", locale="tg").lower()
+        return f"{day.day} {month}и {day.year}"
+    return format_date(day, "d MMMM y", locale=lang if lang in ("ru", "en") else "en")
+
+
 def welcome(flows: FlowSet) -> Reply:
-    """The first message: the greeting in Tajik and in Russian, and the choice of language."""
-    msgid = flows.node("main.welcome").texts[0]
+    """The first message: the greeting in Tajik and in Russian, and the choice of language.
+
+    It says Hamroh is free only where the deployment says so (SMS may cost her) and the content has
+    the words for it.
+    """
+    free = flows.service_is_free and WELCOME_FREE in flows.nodes
+    msgid = flows.node(WELCOME_FREE if free else WELCOME).texts[0]
     text = "\n".join(flows.text(lang, msgid) for lang in ("tg", "ru"))
     names = flows.words.languages
     return Reply(text, tuple(Option(f"lang:{lang}", names[lang]) for lang in ("tg", "ru") if lang in names))
 
 
-def brief(flows: FlowSet, session: Session, msgid: str, node: Node | None) -> Reply:
-    """A short message (e.g. "I did not understand") followed by the options of where she is."""
+def brief(flows: FlowSet, session: Session, msgid: str, node: Node | None, channel: Channel = "sms") -> Reply:
+    """A short message (e.g. "Please write the hours like this") followed by the options of where she is."""
     lang = session.lang or "tg"
-    node_options = options(flows, node, session.part, lang) if node else ()
+    node_options = options(flows, node, session.part, lang, channel) if node else ()
     return Reply(flows.text(lang, msgid), node_options, menu_label(flows, lang, node.ref if node else None))
+
+
+def not_understood(flows: FlowSet, session: Session, node: Node | None, channel: Channel = "sms") -> Reply:
+    """What she can do when her message matched nothing, in one short message.
+
+    On SMS: the numbers of the screen she sees ("Reply with a number: 1-3, 0"), without repeating the
+    options (that would cost another SMS). On Telegram: "Tap a button", with the buttons.
+    """
+    lang = session.lang or "tg"
+    if channel == "telegram" and "tap_button" in flows.strings:
+        return brief(flows, session, flows.strings["tap_button"], node, channel)
+    shown = options(flows, node, session.part, lang, channel) if node else ()
+    numbers = [f"1-{len(shown)}" if len(shown) > 1 else "1"] if shown else []
+    if node is None or menu_label(flows, lang, node.ref):
+        numbers.append("0")
+    text = flows.text(lang, flows.strings["not_understood"]).replace("{numbers}", ", ".join(numbers))
+    return Reply(text)
 
 
 def is_menu_key(key: str) -> bool:

@@ -90,6 +90,18 @@ def fold(text: str) -> str:
         spelled = folded
 
 
+QUESTION_MARKS = "?？؟¿"
+
+
+def fold_message(text: str) -> str:
+    """`fold`, except that a message of only question marks stays "?": it asks for help, and folding
+    would turn it into nothing."""
+    folded = fold(text)
+    if folded or not text.strip() or text.strip().strip(QUESTION_MARKS + " "):
+        return folded
+    return "?"
+
+
 def keyword_score(folded_text: str, folded_keyword: str) -> int:
     """How well a folded keyword (one or more words) matches folded input: 0 for no match, higher is better.
 
