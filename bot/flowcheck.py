@@ -20,12 +20,38 @@ from bot.channels.telegram import CALLBACK_DATA_LIMIT
 from bot.conversation.flows import AWAY_NODE, MAIN_FLOW, SAFETY_FLOW, SYSTEM_NODES, FlowSet, Node
 from bot.conversation.flowspec import Problem, read_yaml
 from bot.conversation.i18n import msgids_with_lines
-from bot.conversation.model import OFFERED_LANGUAGES, Reply, Session
-from bot.conversation.screens import brief, safety, screen, welcome
+from bot.conversation.model import OFFERED_LANGUAGES, SOURCE_KEY, Reply, Script, Session
+from bot.conversation.screens import WELCOME_FREE, brief, not_understood, safety, screen, welcome
+from bot.conversation.text import fold
 from bot.conversation.triage import CATEGORIES
 from bot.conversation.triage import lint as triage_lint
 
 NUMBER = re.compile(r"\d+(?:[.,/]\d+)*")
+SCRIPTS: tuple[Script, ...] = ("cyrillic", "plain", "latin")
+# At least this share of each language's SMS screens must fit one segment in Cyrillic (the costliest
+# letters): many women pay for every SMS, and a screen that fits one is also quicker to read.
+ONE_SEGMENT_SHARE = 0.6
+# What a lock screen shows of a message: its opening. These words there could put her in danger if
+# someone else sees her phone (any language; matched folded, as stems).
+LOCK_SCREEN_CHARS = 40
+ALARMING_WORDS = (
+    "violence",
+    "abuse",
+    "crisis",
+    "suicide",
+    "rape",
+    "насили",
+    "кризис",
+    "суицид",
+    "самоубий",
+    "изнасил",
+    "избива",
+    "зӯровар",
+    "бӯҳрон",
+    "худкуш",
+    "таҷовуз",
+)
+EMERGENCY = "emergency"  # the directory entry of 112: first on every danger screen
 
 
 @dataclass(frozen=True)
@@ -37,11 +63,34 @@ class Fact:
     source: str
 
 
-def check(flows: FlowSet, flows_dir: Path, *, budget: int = 2) -> list[Problem]:
+@dataclass(frozen=True)
+class Share:
+    """How many of a language's SMS screens, in one choice of letters, fit one segment."""
+
+    lang: str
+    script: Script
+    single: int
+    total: int
+
+    @property
+    def ratio(self) -> float:
+        return self.single / self.total if self.total else 1.0
+
+    def __str__(self) -> str:
+        one = f"{self.ratio:.0%} of SMS screens in one segment ({self.single}/{self.total})"
+        return f"{self.lang} {self.script}: {one}"
+
+
+def check(
+    flows: FlowSet, flows_dir: Path, *, budget: int = 2, one_segment_share: float = ONE_SEGMENT_SHARE
+) -> list[Problem]:
     """Every problem of a loaded flow set."""
     problems = list(unreachable(flows))
     problems.extend(untranslated(flows, flows_dir))
     problems.extend(over_budget(flows, budget))
+    problems.extend(too_few_single(flows, one_segment_share))
+    problems.extend(alarming_openings(flows))
+    problems.extend(danger_screens(flows))
     problems.extend(long_keys(flows))
     problems.extend(triage_lint(flows.triage))  # its examples and near-misses, tried
     problems.extend(canned_problems(flows_dir))
@@ -63,7 +112,7 @@ def canned_problems(flows_dir: Path) -> list[Problem]:
 def unreachable(flows: FlowSet) -> Iterator[Problem]:
     """Nodes she cannot reach from the main menu by choosing options."""
     # The engine itself leads to danger screens (on danger words) and to the away screen (after hours).
-    reached_by_engine = [f"{SAFETY_FLOW}.{category}" for category in CATEGORIES] + [AWAY_NODE]
+    reached_by_engine = [f"{SAFETY_FLOW}.{category}" for category in CATEGORIES] + [AWAY_NODE, WELCOME_FREE]
     roots = [f"{MAIN_FLOW}.{name}" for name in SYSTEM_NODES] + [
         r for r in reached_by_engine if r in flows.nodes
     ]
@@ -108,20 +157,17 @@ def screens_of(flows: FlowSet, lang: str) -> Iterator[tuple[Node | None, str, Re
         if node.fact and node.source:
             text = f"{flows.text(lang, flows.strings['source_is'])} {flows.text(lang, node.source)}"
             yield node, "source", Reply(text)
-        yield node, "not understood", brief(flows, session, flows.strings["not_understood"], node)
+        yield node, "not understood", not_understood(flows, session, node)
         if node.ask and node.invalid:
             yield node, "invalid answer", brief(flows, session, node.invalid, node)
 
 
 def over_budget(flows: FlowSet, budget: int) -> Iterator[Problem]:
-    """SMS screens (in Cyrillic, the costliest letters) longer than `budget` segments.
-
-    A danger screen may take one segment more: cutting a help line to save an SMS is the worse choice.
-    """
+    """SMS screens (in Cyrillic, the costliest letters) longer than `budget` segments, danger screens too."""
     for lang in OFFERED_LANGUAGES:
         for node, what, reply in screens_of(flows, lang):
             cost = sms.cost(sms.render(reply))
-            if cost.segments > budget + (1 if node is not None and node.danger else 0):
+            if cost.segments > budget:
                 file, line, ref = (node.file, node.line, node.ref) if node else ("main.yaml", 1, "welcome")
                 yield Problem(
                     file,
@@ -130,6 +176,56 @@ def over_budget(flows: FlowSet, budget: int) -> Iterator[Problem]:
                     f"({cost.chars} characters, {cost.encoding}) is over the budget "
                     f"of {budget}",
                 )
+
+
+def shares(flows: FlowSet) -> list[Share]:
+    """The one-segment share of the SMS screens per language and choice of letters."""
+    found = []
+    for lang in OFFERED_LANGUAGES:
+        replies = [reply for _, _, reply in screens_of(flows, lang)]
+        for script in SCRIPTS:
+            single = sum(sms.cost(sms.render(r, script)).segments == 1 for r in replies)
+            found.append(Share(lang, script, single, len(replies)))
+    return found
+
+
+def too_few_single(flows: FlowSet, minimum: float) -> Iterator[Problem]:
+    """Languages whose SMS screens fit one segment in Cyrillic too rarely."""
+    for share in shares(flows):
+        if share.script == "cyrillic" and share.ratio < minimum:
+            yield Problem("flows", 0, f"{share}: below {minimum:.0%}; tighten the longest screens")
+
+
+def alarming_openings(flows: FlowSet) -> Iterator[Problem]:
+    """Screens whose opening words, as a lock screen shows them, name violence, a crisis or self-harm."""
+    stems = [fold(word) for word in ALARMING_WORDS]
+    for lang in ("en", *OFFERED_LANGUAGES):
+        for node, what, reply in screens_of(flows, lang):
+            opening = fold(reply.text.splitlines()[0][:LOCK_SCREEN_CHARS] if reply.text else "")
+            found = next((stem for stem in stems if stem in opening), None)
+            if found is not None:
+                file, line, ref = (node.file, node.line, node.ref) if node else ("main.yaml", 1, "welcome")
+                yield Problem(
+                    file,
+                    line,
+                    f"{ref} ({what}, {lang}): the opening words name {found!r}; a lock screen shows them",
+                )
+
+
+def danger_screens(flows: FlowSet) -> Iterator[Problem]:
+    """Danger screens: 112 is the first number she reads, and there is no "Source" option."""
+    for node in flows.nodes.values():
+        if not node.danger:
+            continue
+        if not node.services or node.services[0] != EMERGENCY:
+            yield Problem(node.file, node.line, f"{node.ref}: a danger screen lists {EMERGENCY} (112) first")
+        for lang in OFFERED_LANGUAGES:
+            reply = safety(flows, Session(lang=lang, node=node.ref), node)
+            first = NUMBER.search(reply.text)
+            if first is None or first.group() != flows.directory[EMERGENCY].number:
+                yield Problem(node.file, node.line, f"{node.ref} ({lang}): the first number is not 112")
+            if any(o.key.endswith(f":{SOURCE_KEY}") for o in reply.options):
+                yield Problem(node.file, node.line, f"{node.ref}: a danger screen offers no Source option")
 
 
 def long_keys(flows: FlowSet) -> Iterator[Problem]:

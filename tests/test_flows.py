@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 from types import MappingProxyType
@@ -13,7 +14,10 @@ from bot.conversation.flowload import load_flowset
 from bot.conversation.flows import FlowSet
 from bot.conversation.flowspec import FlowError
 from bot.conversation.i18n import Translations
-from bot.flowcheck import check, pending
+from bot.conversation.model import Session
+from bot.conversation.screens import safety
+from bot.conversation.triage import CATEGORIES
+from bot.flowcheck import ONE_SEGMENT_SHARE, alarming_openings, check, over_budget, pending, shares
 
 DATA = Path(__file__).parent / "data" / "flows"
 NO_TRANSLATIONS = Translations(MappingProxyType({}))
@@ -125,3 +129,58 @@ def test_flows_check_reports_a_broken_canned_replies_file(tmp_path: Path, flows:
     (tmp_path / "flows" / "canned.yaml").write_text("replies:\n  - {id: x, title: Hi, tg: Салом}\n", "utf-8")
     problems = [str(p) for p in check(flows, tmp_path / "flows")]
     assert any(p.startswith("canned.yaml:0:") and "ru" in p for p in problems), problems
+
+
+def small_flows_after(tmp_path: Path, file: str, old: str, new: str) -> tuple[FlowSet, Path]:
+    folder = copy_of_small_flows(tmp_path)
+    path = folder / file
+    text = path.read_text(encoding="utf-8")
+    assert old in text
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+    return load_flowset(folder, NO_TRANSLATIONS), folder
+
+
+def test_check_refuses_opening_words_a_lock_screen_would_betray(tmp_path: Path) -> None:
+    flows, folder = small_flows_after(
+        tmp_path, "main.yaml", "say: Settings.", "say: Violence at home? Settings."
+    )
+    problems = [str(p) for p in check(flows, folder)]
+    assert any("main.settings (part 1, en): the opening words name 'violence'" in p for p in problems)
+
+
+def test_check_refuses_a_danger_screen_whose_first_number_is_not_112(tmp_path: Path) -> None:
+    flows, folder = small_flows_after(
+        tmp_path, "safety.yaml", 'say: "You matter. Call:"', 'say: "You matter. Call 102 or:"'
+    )
+    problems = [str(p) for p in check(flows, folder)]
+    assert any("safety.suicide (tg): the first number is not 112" in p for p in problems)
+
+
+def test_check_counts_screens_that_fit_one_sms_and_refuses_too_few() -> None:
+    flows = load_flowset(DATA, NO_TRANSLATIONS)
+    english = [s for s in shares(flows) if s.script == "cyrillic"]
+    assert all(s.total > 0 for s in english)
+    assert check(flows, DATA, one_segment_share=1.01)[-1:] != []
+    assert any("of SMS screens in one segment" in str(p) for p in check(flows, DATA, one_segment_share=1.01))
+
+
+def test_every_real_danger_screen_gives_112_first_and_no_source(flows: FlowSet) -> None:
+    dangers = [node for node in flows.nodes.values() if node.danger]
+    assert {f"safety.{c}" for c in CATEGORIES} <= {n.ref for n in dangers}
+    for node in dangers:
+        for lang in ("tg", "ru"):
+            reply = safety(flows, Session(lang=lang, node=node.ref), node)
+            assert re.findall(r"\d+", reply.text)[0] == "112", (node.ref, lang)
+            assert not any(o.key.endswith(":source") for o in reply.options), node.ref
+            assert "103" not in reply.text
+
+
+def test_most_real_sms_screens_fit_one_segment_and_none_takes_more_than_two(flows: FlowSet) -> None:
+    for share in shares(flows):
+        if share.script == "cyrillic":
+            assert share.ratio >= ONE_SEGMENT_SHARE, str(share)
+    assert list(over_budget(flows, 2)) == []
+
+
+def test_no_real_screen_opens_with_words_a_lock_screen_would_betray(flows: FlowSet) -> None:
+    assert [str(p) for p in alarming_openings(flows)] == []
