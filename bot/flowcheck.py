@@ -198,11 +198,11 @@ def too_few_single(flows: FlowSet, minimum: float) -> Iterator[Problem]:
 
 def alarming_openings(flows: FlowSet) -> Iterator[Problem]:
     """Screens whose opening words, as a lock screen shows them, name violence, a crisis or self-harm."""
-    stems = [fold(word) for word in ALARMING_WORDS]
+    stems = {fold(word): word for word in ALARMING_WORDS}
     for lang in ("en", *OFFERED_LANGUAGES):
         for node, what, reply in screens_of(flows, lang):
             opening = fold(reply.text.splitlines()[0][:LOCK_SCREEN_CHARS] if reply.text else "")
-            found = next((stem for stem in stems if stem in opening), None)
+            found = next((word for stem, word in stems.items() if stem in opening), None)
             if found is not None:
                 file, line, ref = (node.file, node.line, node.ref) if node else ("main.yaml", 1, "welcome")
                 yield Problem(
