@@ -339,7 +339,8 @@ def test_options_for_one_channel_are_not_shown_or_counted_on_the_other(small: Fl
     labels = [o.label for o in telegram.send("3").options]
     assert "Clear chat" in labels
     assert "Delete our SMS" not in labels
-    telegram.send(str(labels.index("Clear chat") + 1))
+    assert telegram.send(str(labels.index("Clear chat") + 1)).text == "Delete our messages from this chat?"
+    telegram.send("1")
     assert telegram.events == (ClearChatRequested(),)
 
 
@@ -410,3 +411,12 @@ def test_course_dates_are_written_in_her_language(small: FlowSet) -> None:
     assert date_in_words(day, "tg") == "11 январи 2027"
     assert date_in_words(day, "ru") == "11 января 2027"
     assert date_in_words(date(2027, 5, 2), "tg") == "2 майи 2027"
+
+
+@pytest.mark.parametrize("word", ["clear", "/clear", "очистить"])
+def test_on_sms_clear_this_chat_says_how_to_delete_sms_and_deletes_nothing(small: FlowSet, word: str) -> None:
+    talk = Talk(small, Session(lang="en", node="main.menu"))
+    assert talk.send(word).text == "Delete our SMS on your phone yourself."
+    assert talk.events == ()
+    talk.send(button="main.clear_chat:clear")  # an old Telegram button cannot clear an SMS either
+    assert talk.events == ()

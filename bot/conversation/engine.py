@@ -50,6 +50,8 @@ MENU = screens.MAIN_MENU
 ALWAYS_OPEN = Counsellors()
 ERASE = "main.erase"
 HELP = "main.help"
+CLEAR_CHAT = "main.clear_chat"  # Telegram can delete its messages; an SMS on her phone only she can
+DELETE_SMS = "main.delete_sms"  # on SMS, where "clear this chat" leads instead: how to delete them herself
 CASE_STOP = "main.case_stop"  # a stop word during a case asks first: "enough!" is not always a wish to go
 # Where she was when she asked for a person decides the queue: rights -> legal, feelings -> support.
 QUEUE_OF_FLOW = {"legal": "legal", "helplines": "support", "stories": "support", "safety": "support"}
@@ -258,8 +260,8 @@ def _global_word(acc: _Acc, folded: str) -> bool:
         _enter(acc, HELP)
     elif asks_to_erase(acc.flows, folded):
         _enter(acc, ERASE)
-    elif folded in words.clear and "main.clear_chat" in acc.flows.nodes:
-        _enter(acc, "main.clear_chat")
+    elif folded in words.clear and CLEAR_CHAT in acc.flows.nodes:
+        _enter(acc, CLEAR_CHAT)
     else:
         return False
     return True
@@ -356,6 +358,8 @@ def _keyword(flows: FlowSet, folded: str) -> str | None:
 def _enter(acc: _Acc, ref: str, *, remember: bool = True) -> None:
     """She arrives at a node: record its topic, run its action, show its first screen."""
     node = acc.flows.nodes.get(ref) or acc.flows.node(MENU)
+    if acc.channel == "sms" and _clears_chat(node) and DELETE_SMS in acc.flows.nodes:
+        node = acc.flows.node(DELETE_SMS)  # never claim a deletion that cannot happen
     known = node.save == "district" and acc.session.district is not None
     if node.ask and known and node.next and acc.session.node != node.next:
         # The answer is known: ask again only when she comes back from where the question leads.
@@ -372,6 +376,10 @@ def _enter(acc: _Acc, ref: str, *, remember: bool = True) -> None:
         _away(acc)
         return
     _show(acc, node, 0)
+
+
+def _clears_chat(node: Node) -> bool:
+    return node.ref == CLEAR_CHAT or (node.action is not None and node.action.kind == "clear_chat")
 
 
 def _away(acc: _Acc) -> None:
