@@ -14,6 +14,7 @@ from bot.conversation.flowload import load_flowset
 from bot.conversation.flows import FlowSet
 from bot.conversation.i18n import Translations
 from bot.conversation.model import (
+    CaseLeft,
     Channel,
     ClearChatRequested,
     Course,
@@ -23,6 +24,7 @@ from bot.conversation.model import (
     Event,
     Input,
     LanguageChanged,
+    OpenCase,
     OptedIn,
     OptedOut,
     Reply,
@@ -31,6 +33,7 @@ from bot.conversation.model import (
     Subscribed,
     TopicViewed,
     Turn,
+    WroteToCase,
 )
 
 DATA = Path(__file__).parent / "data" / "flows"
@@ -420,3 +423,12 @@ def test_on_sms_clear_this_chat_says_how_to_delete_sms_and_deletes_nothing(small
     assert talk.events == ()
     talk.send(button="main.clear_chat:clear")  # an old Telegram button cannot clear an SMS either
     assert talk.events == ()
+
+
+def test_naming_a_language_during_a_case_switches_it_and_keeps_the_case(small: FlowSet) -> None:
+    case = OpenCase(status="active")
+    now = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
+    turn = step(small, Session(lang="tg", node="main.menu"), Input("по-русски"), now, case=case)
+    assert turn.session.lang == "ru"
+    assert LanguageChanged("ru") in turn.events
+    assert not any(isinstance(e, (WroteToCase, CaseLeft)) for e in turn.events)

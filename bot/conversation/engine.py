@@ -151,8 +151,8 @@ def _in_case(acc: _Acc, inp: Input, text: str, folded: str) -> bool:
     if folded in words.stop:
         _enter(acc, CASE_STOP)
         return True
-    if inp.button is not None or asks_to_erase(acc.flows, folded):
-        return False  # a button she pressed, or "delete my data": the menus handle it
+    if inp.button is not None or asks_to_erase(acc.flows, folded) or folded in words.language_names:
+        return False  # a button she pressed, "delete my data" or a language's name: the menus handle it
     assert acc.case is not None
     # A number picks from the screen she sees, except in a live chat, where "1" may answer the counsellor;
     # there only the questions she has just been asked (stop? delete?) take numbers.
