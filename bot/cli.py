@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import socket
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from signal import SIGINT, SIGTERM
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING
 from bot.config import ConfigError, Settings, load_settings
 from bot.conversation.flowspec import FlowError
 from bot.logs import configure_logging
+from bot.readiness.cli import register as add_readiness_commands
 from bot.staff.cli import register as add_staff_commands
 
 if TYPE_CHECKING:
@@ -26,7 +28,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     try:
-        settings = load_settings()
+        settings = getattr(args, "load_settings", load_settings)()  # `check --deploy` reads them as they are
     except ConfigError as exc:
         print(f"hamroh: configuration error: {exc}", file=sys.stderr)
         return 2
@@ -103,6 +105,7 @@ def _parser() -> argparse.ArgumentParser:
     triage.add_argument("texts", nargs="+", metavar="TEXT")
     triage.set_defaults(run=_triage)
     add_staff_commands(commands)
+    add_readiness_commands(commands)
     return parser
 
 
@@ -110,44 +113,59 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
     from api.app import create_app
+    from bot.readiness.cli import before_serving
     from bot.runtime import channels_said, load_content
     from bot.store.migrate import behind
 
     flows = load_content(settings)  # a broken flow file stops here, before anything listens
+    if not before_serving(settings, flows):  # production refuses what `hamroh check --deploy` calls errors
+        return 1
     if asyncio.run(behind(settings.database_url)):
         print("hamroh: the database is not up to date: run `hamroh db upgrade` first", file=sys.stderr)
         return 1
     app = create_app(settings, flows=flows, dispatch=settings.dispatch_in_process, case_jobs=True)
     log.info("channels on: %s", channels_said(settings))
-    log.info(
-        "serving on http://%s:%s (%s; simulator %s)",
-        args.host or settings.host,
-        args.port or settings.port,
-        settings.env,
-        "on" if settings.simulator_on else "off",
-    )
-    uvicorn.run(
-        app,
-        host=args.host or settings.host,
-        port=args.port or settings.port,
-        log_config=None,
-        access_log=False,
-        # At a stop, a request still running after a few seconds is cut (event streams end at once by
-        # themselves), so the dispatcher stops in order before a container's stop timeout kills it.
-        timeout_graceful_shutdown=5,
-    )
+    said = f"{settings.env}; simulator {'on' if settings.simulator_on else 'off'}"
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets)
+            if self.started:  # only now does a connection succeed: whoever waits for the line may call
+                host, port = self.servers[0].sockets[0].getsockname()[:2]
+                log.info("serving on http://%s:%s (%s)", host, port, said)
+
+    port = settings.port if args.port is None else args.port  # 0: any free port, said once bound
+    Server(
+        uvicorn.Config(
+            app,
+            host=args.host or settings.host,
+            port=port,
+            log_config=None,
+            access_log=False,
+            # At a stop, a request still running after a few seconds is cut (event streams end at once by
+            # themselves), so the dispatcher stops in order before a container's stop timeout kills it.
+            timeout_graceful_shutdown=5,
+        )
+    ).run()
     return 0
 
 
 def _chat(settings: Settings, args: argparse.Namespace) -> int:
     from bot.channels.simulator import Conversation, chat, stdin
     from bot.runtime import build
+    from bot.store.crypto import AddressError, normalise_address
     from bot.store.migrate import upgrade
 
     if not settings.simulator_on:
         print("hamroh: the simulator is off (production)", file=sys.stderr)
         return 2
     default = "tg:100001" if args.channel == "telegram" else "+992900000001"
+    try:
+        normalise_address(args.channel, args.address or default)
+    except AddressError as exc:
+        example = "a chat id such as 100001" if args.channel == "telegram" else "such as +992900000001"
+        print(f"hamroh: --from: {exc} ({example})", file=sys.stderr)
+        return 2
 
     if settings.env == "development":
         upgrade(settings.database_url)  # the embedded demo database: make it ready rather than fail
@@ -166,15 +184,14 @@ def _chat(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _flows_check(settings: Settings, args: argparse.Namespace) -> int:
-    from bot.flowcheck import check, pending
+    from bot.flowcheck import check
+    from bot.readiness.cli import pending_facts
     from bot.runtime import load_content
 
     flows = load_content(settings)
     if args.pending:
-        facts = pending(flows)
-        for fact in facts:
-            print(f"{fact.where}\n    {fact.what}\n    source: {fact.source}")
-        print(f"{len(facts)} facts to verify before launch")
+        facts = pending_facts(settings, flows)  # by the id `hamroh facts confirm` takes
+        print("\n".join([*facts, f"{len(facts)} facts to verify before launch"]))
         return 0
     problems = check(flows, settings.flows_dir, budget=args.budget or settings.sms_segment_budget)
     for problem in problems:

@@ -38,6 +38,12 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     max_request_bytes: int = Field(default=64 * 1024, ge=1024)  # webhook bodies above this get 413
     sms_price_per_segment: str | None = None  # "0.35 TJS": shown to counsellors while they type an SMS
+    # the greeting says Hamroh is free only when the deployment says so (SMS may cost her)
+    service_is_free: bool = False
+
+    # Facts marked `verify: true` need the deploying organisation's confirmation before production.
+    confirmations_file: Path | None = None  # YAML list written by `hamroh facts confirm` (see README)
+    allow_unconfirmed: bool = False  # a pilot: unconfirmed facts are warnings, logged at start, not errors
 
     # Channels: a channel whose credentials are absent is off.
     public_url: str | None = Field(

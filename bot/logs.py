@@ -24,7 +24,7 @@ NOISY = (
     "aiosqlite",
     "asyncio",
     "sqlalchemy.engine",
-    "alembic.runtime.plugins",
+    "alembic",  # "Context impl ...", "Running upgrade ...": noise in serve's output and in the terminal chat
 )
 
 
