@@ -17,7 +17,7 @@ from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from api.deps import HamrohDep
-from bot.channels.simulator import take
+from bot.channels.simulator import new_message_id, receive
 from bot.channels.sms import cost
 from bot.service import Inbound
 from bot.store.crypto import AddressError
@@ -82,20 +82,35 @@ async def page(request: Request) -> HTMLResponse:
 
 @router.post("/simulator/messages")
 async def send_message(message: MessageDep, hamroh: HamrohDep) -> JSONResponse:
-    """Run her message through the service; answer with the replies taken from the outbox."""
+    """Run her message through the service; answer with what the outbox holds for her phone.
+
+    `message_id` is the id her Telegram message got (a pressed button is no message), `replies` the bot's
+    messages (with their ids on Telegram), `commands` what the bot does to her chat: a `clear_chat` names the
+    messages to delete from it.
+    """
+    message_id = None
+    if message.channel == "telegram" and message.button is None:
+        message_id = await new_message_id(hamroh, hamroh.clock())
     inbound = Inbound(
-        message.channel, message.address, text=message.text, button=message.button, simulated=True
+        message.channel,
+        message.address,
+        text=message.text,
+        button=message.button,
+        message_id=message_id,
+        simulated=True,
     )
     try:
         outcome = await hamroh.handle(inbound)
     except AddressError as exc:
         raise HTTPException(422, f"address: {exc}") from None
-    replies = await take(hamroh, outcome.outbox_ids, hamroh.clock())
+    received = await receive(hamroh, outcome, hamroh.clock())
+    replies = received.messages
     if message.channel == "sms":
         for reply in replies:
             count = cost(str(reply.get("text", "")))
             reply["sms"] = {"segments": count.segments, "encoding": count.encoding, "chars": count.chars}
-    return JSONResponse({"replies": replies}, headers={"Cache-Control": "no-store"})
+    body = {"message_id": message_id, "replies": replies, "commands": received.commands}
+    return JSONResponse(body, headers={"Cache-Control": "no-store"})
 
 
 def _is_json(content_type: str) -> bool:

@@ -1,5 +1,7 @@
 // Hamroh simulator: sends what she types (or the button she taps) and shows the replies as the channel would.
 // Everything she or the bot writes is inserted with textContent, never as HTML.
+// On Telegram her messages and the bot's carry message ids, as in a real chat: a "clear_chat" command names
+// the ids to delete, and they go from the page as they would go from her phone.
 (() => {
   "use strict";
 
@@ -19,6 +21,7 @@
 
   // One transcript per woman (channel and address), so switching back shows her conversation again.
   const transcripts = new Map();
+  const nodes = new WeakMap(); // each shown entry's element, so a cleared one can be taken away
   const lastAddress = { sms: address.dataset.sms, telegram: address.dataset.telegram };
   let channel = "sms";
   let pending = Promise.resolve(); // messages leave one after another, in the order she sent them
@@ -62,6 +65,7 @@
 
   function renderReply(chan, reply) {
     const item = element("div", "message bot");
+    if (reply.message_id !== undefined) item.dataset.messageId = String(reply.message_id);
     item.append(element("p", "bubble", String(reply.text ?? "")));
     if (chan === "sms" && reply.sms) {
       item.append(element("p", "note", smsNote(reply.sms)));
@@ -84,14 +88,47 @@
     return item;
   }
 
+  function show(entry) {
+    const node = renderEntry(entry);
+    nodes.set(entry, node);
+    log.append(node);
+  }
+
   function record(key, entry) {
     if (!transcripts.has(key)) transcripts.set(key, []);
     transcripts.get(key).push(entry);
     if (key === currentKey()) {
       emptyNote.hidden = true;
-      log.append(renderEntry(entry));
+      show(entry);
       log.scrollTop = log.scrollHeight;
     }
+  }
+
+  // Her chat loses what the command names: her messages, the bot's, and the taps on buttons of those.
+  function clearChat(key, messageIds) {
+    const gone = new Set(messageIds);
+    const entries = transcripts.get(key) ?? [];
+    const kept = entries.filter((entry) => {
+      switch (entry.kind) {
+        case "her":
+          return !gone.has(entry.messageId);
+        case "press":
+          return !gone.has(entry.on);
+        case "reply":
+          return !gone.has(entry.reply.message_id);
+        default:
+          return true;
+      }
+    });
+    if (kept.length === entries.length) return;
+    transcripts.set(key, kept);
+    if (key !== currentKey()) return;
+    const hadFocus = log.contains(document.activeElement);
+    for (const entry of entries) {
+      if (!kept.includes(entry)) nodes.get(entry)?.remove();
+    }
+    emptyNote.hidden = kept.length > 0;
+    if (hadFocus && !log.contains(document.activeElement)) log.focus({ preventScroll: true });
   }
 
   function showConversation() {
@@ -102,7 +139,7 @@
     log.replaceChildren(emptyNote);
     const entries = transcripts.get(currentKey()) ?? [];
     emptyNote.hidden = entries.length > 0;
-    for (const entry of entries) log.append(renderEntry(entry));
+    for (const entry of entries) show(entry);
     log.scrollTop = log.scrollHeight;
   }
 
@@ -131,7 +168,11 @@
       body = null;
     }
     if (!response.ok) return { error: `Not sent: ${reasonOf(response.status, body)}` };
-    return { replies: Array.isArray(body?.replies) ? body.replies : [] };
+    return {
+      messageId: body?.message_id ?? undefined,
+      replies: Array.isArray(body?.replies) ? body.replies : [],
+      commands: Array.isArray(body?.commands) ? body.commands : [],
+    };
   }
 
   function send(payload, shown) {
@@ -144,9 +185,14 @@
       .then((result) => {
         if (result.error) {
           record(key, { kind: "error", text: result.error });
-        } else {
-          for (const reply of result.replies) record(key, { kind: "reply", channel: payload.channel, reply });
+          return;
         }
+        if (result.messageId !== undefined) shown.messageId = result.messageId;
+        // A turn's commands were written before its replies: the chat is cleared, then the bot answers.
+        for (const command of result.commands) {
+          if (command.op === "clear_chat" && Array.isArray(command.message_ids)) clearChat(key, command.message_ids);
+        }
+        for (const reply of result.replies) record(key, { kind: "reply", channel: payload.channel, reply });
       })
       .finally(() => {
         inFlight -= 1;
@@ -176,9 +222,10 @@
   log.addEventListener("click", (event) => {
     const tap = event.target.closest(".keyboard button");
     if (!tap) return;
+    const on = tap.closest(".message")?.dataset.messageId;
     send(
       { channel, address: address.value.trim(), text: "", button: tap.dataset.callback },
-      { kind: "press", label: tap.textContent },
+      { kind: "press", label: tap.textContent, on: on === undefined ? undefined : Number(on) },
     );
   });
 

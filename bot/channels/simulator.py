@@ -1,7 +1,8 @@
 """The simulator: talk to Hamroh as an SMS or Telegram user without any account.
 
 It goes through the same service path as the real channels (an Inbound, one turn, replies in the outbox)
-and plays the part of the sender: it takes its replies out of the outbox and marks them sent.
+and plays the part of the sender: it takes its replies out of the outbox and marks them sent. On Telegram
+it also gives message ids, as Telegram would, so that "Clear this chat" can name the messages to delete.
 """
 
 from __future__ import annotations
@@ -15,33 +16,88 @@ from typing import Any, TextIO
 
 import sqlalchemy as sa
 from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
+from bot import outbox
 from bot.channels.sms import cost
 from bot.conversation.model import MENU_KEY, Channel
-from bot.service import Hamroh, Inbound
-from bot.store import OutboxMessage
+from bot.service import Hamroh, Inbound, Outcome
+from bot.store import ChatMessage, OutboxMessage
 from bot.store.db import transaction
+
+
+@dataclass(frozen=True)
+class Received:
+    """What her simulated phone gets from one turn: the messages, and the commands to her chat."""
+
+    messages: list[dict[str, Any]]
+    commands: list[dict[str, Any]]
 
 
 async def take(hamroh: Hamroh, outbox_ids: Iterable[int], now: datetime) -> list[dict[str, Any]]:
     """The messages of these outbox rows, marked sent (ephemeral ones deleted), in the order written."""
-    ids = list(outbox_ids)
-    if not ids:
-        return []
+    return (await _deliver(hamroh, list(outbox_ids), None, now)).messages
+
+
+async def receive(hamroh: Hamroh, outcome: Outcome, now: datetime) -> Received:
+    """Play the channel's sender for one turn: its messages and commands, taken out of the outbox.
+
+    Telegram messages get a message id, remembered for 48 hours as the dispatcher does for a real chat, so
+    that "Clear this chat" names them in its command as it would name real ones.
+    """
+    return await _deliver(hamroh, list(outcome.outbox_ids), outcome.contact_id, now)
+
+
+async def new_message_id(hamroh: Hamroh, now: datetime) -> int:
+    """The id Telegram would give her next message in a simulated chat (the service remembers it)."""
     async with transaction(hamroh.engine) as db:
-        rows = (
-            await db.exec(
-                select(OutboxMessage).where(col(OutboxMessage.id).in_(ids)).order_by(col(OutboxMessage.id))
-            )
-        ).all()
-        bodies = [json.loads(hamroh.vault.open(row.body)) for row in rows if row.kind != "command"]
-        gone = [row.id for row in rows if row.ephemeral]
-        await db.exec(
-            sa.update(OutboxMessage).where(col(OutboxMessage.id).in_(ids)).values(status="sent", sent_at=now)
+        return await _next_message_id(db, now)
+
+
+async def _deliver(hamroh: Hamroh, ids: list[int], contact_id: int | None, now: datetime) -> Received:
+    if not ids and contact_id is None:
+        return Received([], [])
+    wanted: sa.ColumnElement[bool] = col(OutboxMessage.id).in_(ids)
+    if contact_id is not None:
+        # A turn writes its commands to her chat (clear it) beside its replies, not among the ids it returns.
+        wanted = sa.or_(
+            wanted,
+            sa.and_(
+                col(OutboxMessage.contact_id) == contact_id,
+                col(OutboxMessage.status) == outbox.SIMULATOR,
+                col(OutboxMessage.kind) == "command",
+            ),
         )
-        if gone:
-            await db.exec(sa.delete(OutboxMessage).where(col(OutboxMessage.id).in_(gone)))
-    return bodies
+    messages: list[dict[str, Any]] = []
+    commands: list[dict[str, Any]] = []
+    async with transaction(hamroh.engine) as db:
+        rows = (await db.exec(select(OutboxMessage).where(wanted).order_by(col(OutboxMessage.id)))).all()
+        if not rows:
+            return Received(messages, commands)
+        next_id = await _next_message_id(db, now)
+        for row in rows:
+            body = json.loads(hamroh.vault.open(row.body))
+            if row.kind == "command":
+                commands.append(body)
+            else:
+                if row.channel == "telegram" and row.contact_id is not None:
+                    body["message_id"], row.provider_id = next_id, str(next_id)
+                    db.add(ChatMessage(contact_id=row.contact_id, message_id=next_id, at=now))
+                    next_id += 1
+                messages.append(body)
+            if row.ephemeral:
+                await db.delete(row)
+            else:
+                row.status, row.sent_at = outbox.SENT, now
+                db.add(row)
+    return Received(messages, commands)
+
+
+async def _next_message_id(db: AsyncSession, now: datetime) -> int:
+    """One more than the last id given, and never less than the clock in milliseconds: ids are forgotten
+    after 48 hours, and an id given again could clear an old message still shown on the page."""
+    last = (await db.exec(select(sa.func.max(ChatMessage.message_id)))).one()
+    return max(int(last or 0) + 1, int(now.timestamp() * 1000))
 
 
 def buttons(message: dict[str, Any]) -> list[dict[str, str]]:
@@ -51,7 +107,9 @@ def buttons(message: dict[str, Any]) -> list[dict[str, str]]:
 
 
 def show(channel: Channel, message: dict[str, Any]) -> str:
-    """A message as the channel would show it, for the terminal."""
+    """A message (or a command to her chat) as the channel would show it, for the terminal."""
+    if "op" in message:
+        return f"[{message['op']}: {len(message.get('message_ids', []))} messages]"
     text = str(message.get("text", ""))
     if channel == "sms":
         sms = cost(text)
@@ -70,7 +128,7 @@ class Conversation:
     last_buttons: list[dict[str, str]] = field(default_factory=list)
 
     async def send(self, text: str = "", *, button: str | None = None) -> list[dict[str, Any]]:
-        """She sends a message (or presses a button); the replies she receives."""
+        """She sends a message (or presses a button); the commands to her chat, then the replies."""
         if self.channel == "telegram" and button is None and text.strip().isdigit():
             # On Telegram she taps buttons; typing the number of a button stands for tapping it.
             number = int(text.strip())
@@ -78,18 +136,22 @@ class Conversation:
                 button = MENU_KEY
             elif 1 <= number <= len(self.last_buttons):
                 button = self.last_buttons[number - 1]["callback_data"]
+        message_id = None
+        if self.channel == "telegram" and button is None:  # a pressed button is no message of hers
+            message_id = await new_message_id(self.hamroh, self.hamroh.clock())
         inbound = Inbound(
             self.channel,
             self.address,
             text="" if button else text,
             button=button,
+            message_id=message_id,
             simulated=True,
         )
         outcome = await self.hamroh.handle(inbound)
-        messages = await take(self.hamroh, outcome.outbox_ids, self.hamroh.clock())
-        if messages and self.channel == "telegram":
-            self.last_buttons = buttons(messages[-1])
-        return messages
+        received = await receive(self.hamroh, outcome, self.hamroh.clock())
+        if received.messages and self.channel == "telegram":
+            self.last_buttons = buttons(received.messages[-1])
+        return received.commands + received.messages  # a turn writes its commands before its replies
 
 
 async def chat(conversation: Conversation, lang: str | None, source: TextIO, out: TextIO) -> None:
