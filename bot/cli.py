@@ -184,7 +184,7 @@ def _chat(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _flows_check(settings: Settings, args: argparse.Namespace) -> int:
-    from bot.flowcheck import check
+    from bot.flowcheck import check, shares
     from bot.readiness.cli import pending_facts
     from bot.runtime import load_content
 
@@ -196,6 +196,8 @@ def _flows_check(settings: Settings, args: argparse.Namespace) -> int:
     problems = check(flows, settings.flows_dir, budget=args.budget or settings.sms_segment_budget)
     for problem in problems:
         print(problem)
+    for share in shares(flows):  # what her SMS cost: the share of screens that fit one segment
+        print(share)
     nodes = len(flows.nodes)
     if problems:
         print(f"{len(problems)} problems in {len(flows.files)} files ({nodes} nodes)", file=sys.stderr)

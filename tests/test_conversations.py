@@ -59,24 +59,23 @@ def number_of(reply: str, label: str) -> str:
 async def test_a_conversation_in_tajik_by_sms(hamroh: Hamroh, flows: FlowSet) -> None:
     her = Woman(hamroh, "sms", "+992 92 700 00 01", "tg")
     welcome = await her.send("Салом")
-    assert her.t("Hello! I am Hamroh, free help for women. Language:") in welcome
-    assert flows.text("ru", "Hello! I am Hamroh, free help for women. Language:") in welcome
+    assert her.t("Hello! I am Hamroh, help for women. Language:") in welcome
+    assert flows.text("ru", "Hello! I am Hamroh, help for women. Language:") in welcome
     menu = await her.send("1")
     assert menu.startswith(her.t("How can I help you?"))
     assert TAJIK_LETTERS & set(menu), "the menu should be in Tajik"
     rights = await her.send(number_of(menu, her.t("Your rights")))
-    assert rights.startswith(her.t("What is your question about?"))
+    assert rights.startswith(her.t(flows.node("legal.menu").texts[0]))
     alimony = await her.send("алимен")  # typed without the last letter
-    assert alimony.startswith(
-        her.t("A father must support his children. The court can order him to pay child support (alimony).")
-    )
-    shares = await her.send(number_of(alimony, her.t("More")))
-    assert "1/4" in shares
-    assert "1/3" in shares
+    assert alimony.startswith(her.t("A father must support his children."))
+    pages = [alimony]
+    while f"1 {her.t('More')}" in pages[-1]:  # one short SMS at a time, as far as she wants
+        pages.append(await her.send("1"))
+    assert "1/4" in "".join(pages)
+    assert "1/3" in "".join(pages)
     assert (await her.send("0")).startswith(her.t("How can I help you?"))
-    assert (await her.send("хукук")).startswith(
-        her.t("What is your question about?")
-    )  # "ҳуқуқ" typed plainly
+    legal_menu = her.t(flows.node("legal.menu").texts[0])
+    assert (await her.send("хукук")).startswith(legal_menu)  # "ҳуқуқ" typed plainly
 
 
 async def test_a_conversation_in_russian_on_telegram_with_buttons(hamroh: Hamroh) -> None:
@@ -84,7 +83,7 @@ async def test_a_conversation_in_russian_on_telegram_with_buttons(hamroh: Hamroh
     await her.send("/start")
     menu = await her.send(button="lang:ru")
     assert menu.startswith(her.t("How can I help you?"))
-    await her.tap("Talk to a counsellor")
+    await her.tap("Talk to someone")
     answer = await her.tap("I feel bad")
     assert answer
     async with transaction(hamroh.engine) as db:
@@ -121,9 +120,9 @@ async def test_courses_are_listed_by_her_district_old_names_too(hamroh: Hamroh, 
     menu = await her.send("0")
     training = await her.send(number_of(menu, her.t("Training and work")))
     question = await her.send(number_of(training, her.t("Courses near me")))
-    assert question.startswith(her.t("Which district do you live in? Write its name, for example: Bokhtar."))
+    assert question.startswith(her.t("Which district do you live in? For example: Bokhtar."))
     assert (await her.send("Марс")).startswith(
-        her.t("I do not know this district. Please write its name again, for example: Bokhtar.")
+        her.t("I do not know this district. Write it again, for example: Bokhtar.")
     )
     listing = await her.send("Курган-Тюбе")  # Bokhtar's old name
     assert "ПРИМЕР: Швейное дело" in listing

@@ -120,8 +120,7 @@ async def test_sms_from_webhook_to_twilio_and_erased_at_twilio_too(
                 welcome = twilio.messages[0]
                 assert welcome.to == HER_PHONE
                 assert (
-                    hamroh.flows.text("tg", "Hello! I am Hamroh, free help for women. Language:")
-                    in welcome.body
+                    hamroh.flows.text("tg", "Hello! I am Hamroh, help for women. Language:") in welcome.body
                 )
                 assert welcome.status_callback == f"{PUBLIC}/webhooks/sms/status"
 

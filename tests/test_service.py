@@ -141,10 +141,11 @@ async def test_clear_chat_is_queued_with_her_messages_of_the_last_two_days(
     await tap(None, 10)
     clock.advance(hours=49)
     await tap("main.menu:settings", 11)
-    await tap("main.settings:clear", 12)
+    await tap("main.settings:clear_chat", 12)  # "Delete our messages from this chat?"
+    await tap("main.clear_chat:clear", 13)
     commands = [m for m in await rows(small_hamroh, OutboxMessage) if m.kind == "command"]
     bodies = [json.loads(small_hamroh.vault.open(m.body)) for m in commands]
-    assert bodies == [{"op": "clear_chat", "message_ids": [11, 12]}]  # 10 is too old for Telegram
+    assert bodies == [{"op": "clear_chat", "message_ids": [11, 12, 13]}]  # 10 is too old for Telegram
 
 
 async def test_the_pseudonym_changes_each_month(small_hamroh: Hamroh, clock: Clock) -> None:
