@@ -64,11 +64,7 @@ def test_every_name_of_a_language_switches_to_it(flows: FlowSet, typed: str, lan
 
 async def woman_at_menu(hamroh: Hamroh, channel: Channel, lang: str) -> Woman:
     her = Woman(hamroh, channel, ADDRESSES[channel], lang)
-    await her.send("салом")
-    if channel == "telegram":
-        await her.send(button=f"lang:{lang}")
-    else:
-        await her.send("1" if lang == "tg" else "2")
+    await her.start()
     return her
 
 

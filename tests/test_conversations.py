@@ -37,6 +37,19 @@ class Woman:
         assert self.received, f"no reply to {text or button!r}"
         return str(self.received[-1]["text"])
 
+    async def start(self) -> str:
+        """Her first message and her choice of language; returns the menu."""
+        if self.channel == "telegram":
+            await self.send("/start")
+            return await self.send(button=f"lang:{self.lang}")
+        await self.send("Салом")
+        return await self.send("1" if self.lang == "tg" else "2")
+
+    def buttons(self) -> list[str]:
+        """Telegram: the labels of the buttons under the last message."""
+        rows = self.received[-1]["reply_markup"]["inline_keyboard"]
+        return [button["text"] for row in rows for button in row]
+
     async def tap(self, label_msgid: str) -> str:
         """Telegram: tap the button whose label is this msgid in her language."""
         rows = self.received[-1]["reply_markup"]["inline_keyboard"]

@@ -3,19 +3,17 @@ for danger, and reads whole on SMS (part by part) and on Telegram (one message w
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 import pytest
 
-from bot.channels.simulator import take
 from bot.conversation import triage
 from bot.conversation.engine import step
 from bot.conversation.flows import FlowSet
-from bot.conversation.model import Channel, Input, Session
+from bot.conversation.model import Input, Session
 from bot.conversation.text import fold
-from bot.service import Hamroh, Inbound
+from bot.service import Hamroh
+from tests.test_conversations import Woman
 
 NOW = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
 
@@ -146,38 +144,6 @@ def test_what_is_not_known_is_never_promised(flows: FlowSet) -> None:
 # --- whole conversations through the service ----------------------------------------------------------
 
 
-@dataclass
-class Her:
-    """One woman on one channel, talking to the real service."""
-
-    hamroh: Hamroh
-    channel: Channel
-    address: str
-    lang: str
-    received: list[dict[str, Any]] = field(default_factory=list)
-
-    def t(self, msgid: str) -> str:
-        return self.hamroh.flows.text(self.lang, msgid)
-
-    async def send(self, text: str = "", button: str | None = None) -> str:
-        outcome = await self.hamroh.handle(Inbound(self.channel, self.address, text=text, button=button))
-        self.received = await take(self.hamroh, outcome.outbox_ids, self.hamroh.clock())
-        assert self.received, f"no reply to {text or button!r}"
-        return str(self.received[-1]["text"])
-
-    async def start(self) -> None:
-        if self.channel == "telegram":
-            await self.send("/start")
-            await self.send(button=f"lang:{self.lang}")
-        else:
-            await self.send("Салом")
-            await self.send("1" if self.lang == "tg" else "2")
-
-    def buttons(self) -> list[str]:
-        rows = self.received[-1]["reply_markup"]["inline_keyboard"]
-        return [button["text"] for row in rows for button in row]
-
-
 def number_of(reply: str, label: str) -> str | None:
     for line in reply.splitlines():
         number, _, text = line.partition(" ")
@@ -205,7 +171,7 @@ async def test_by_sms_she_reads_the_topic_part_by_part(
     hamroh: Hamroh, flows: FlowSet, node: str, lang: str
 ) -> None:
     topic = flows.node(node)
-    her = Her(
+    her = Woman(
         hamroh, "sms", f"+99292700{list(OPENINGS).index(node):02d}{'01' if lang == 'tg' else '02'}", lang
     )
     await her.start()
@@ -232,7 +198,7 @@ async def test_on_telegram_she_reads_the_topic_in_one_message_with_its_buttons(
     hamroh: Hamroh, flows: FlowSet, node: str, lang: str
 ) -> None:
     topic = flows.node(node)
-    her = Her(hamroh, "telegram", f"7{list(OPENINGS).index(node):02d}{'1' if lang == 'tg' else '2'}", lang)
+    her = Woman(hamroh, "telegram", f"7{list(OPENINGS).index(node):02d}{'1' if lang == 'tg' else '2'}", lang)
     await her.start()
     message = await her.send(OPENINGS[node][lang])
     assert message.startswith(her.t(topic.texts[0]))
