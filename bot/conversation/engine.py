@@ -33,6 +33,7 @@ from bot.conversation.model import (
     OpenCase,
     OptedIn,
     OptedOut,
+    Option,
     Reply,
     SafeHoursSet,
     ScriptChanged,
@@ -185,6 +186,8 @@ def _route(acc: _Acc, inp: Input, text: str, folded: str) -> None:
     if acc.session.lang is None:
         if folded in words.help:
             _help_before_a_language(acc)
+        elif _erase_before_a_language(acc, inp, folded):
+            return
         _first_contact(acc, inp, folded)
         return
     if inp.button is not None:
@@ -222,6 +225,46 @@ def _help_before_a_language(acc: _Acc) -> None:
         seen_as = replace(acc.session, lang=lang)
         texts.append(screens.screen(acc.flows, seen_as, node, screens.last_part(node), (), acc.channel).text)
     acc.replies.append(Reply("\n".join(texts)))
+
+
+def _erase_before_a_language(acc: _Acc, inp: Input, folded: str) -> bool:
+    """ "Delete my data" before she chose a language (her contact exists already): the question, then her
+    answer to it, in Tajik and in Russian. True when this turn is done."""
+    if asks_to_erase(acc.flows, folded):
+        acc.session = replace(acc.session, node=ERASE, part=0, history=())
+        acc.replies.append(_in_both_languages(acc, ERASE))
+        return True
+    if acc.session.node != ERASE:
+        return False
+    node = acc.flows.node(ERASE)
+    shown = screens.options(acc.flows, node, 0, OFFERED_LANGUAGES[0], acc.channel)
+    key = inp.button
+    if key is None and folded.isdigit() and 1 <= int(folded) <= len(shown):
+        key = shown[int(folded) - 1].key
+    option = node.option(key.partition(":")[2]) if key and key.startswith(f"{ERASE}:") else None
+    if option is None:
+        return False  # not an answer to the question: a language, or the welcome again
+    done = acc.flows.nodes.get(option.target)
+    if done is None or done.action is None or done.action.kind != "erase":
+        acc.session = replace(acc.session, node=None, part=0, history=())
+        acc.replies.append(screens.welcome(acc.flows))  # "No": nothing deleted, the choice of language
+        return True
+    acc.session = Session(node=done.ref, last_active=acc.session.last_active)
+    acc.events.append(EraseRequested())
+    acc.replies.append(_in_both_languages(acc, done.ref))
+    return True
+
+
+def _in_both_languages(acc: _Acc, ref: str) -> Reply:
+    """A screen in Tajik then in Russian, each option labelled in both (before she chose a language)."""
+    node = acc.flows.node(ref)
+    shown = [
+        screens.screen(acc.flows, replace(acc.session, lang=lang), node, 0, (), acc.channel)
+        for lang in OFFERED_LANGUAGES
+    ]
+    labels = zip(*(reply.options for reply in shown), strict=True)
+    options = tuple(Option(first.key, " / ".join(o.label for o in (first, *rest))) for first, *rest in labels)
+    return Reply("\n".join(reply.text for reply in shown), options)
 
 
 def _first_contact(acc: _Acc, inp: Input, folded: str) -> None:
