@@ -27,6 +27,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot import outbox
+from bot.channels.simulated import is_simulated
 from bot.conversation.model import Channel
 from bot.effects import CLEARABLE
 from bot.leases import SenderLock, sender_lock
@@ -241,6 +242,9 @@ class Dispatcher:
             )
         except ValueError:
             await self._record(row, Failed("cannot open the sealed message (wrong key?)"))
+            return
+        if is_simulated(message.address):  # the simulator's, whatever wrote it: never to a real channel
+            await self._record(row, Failed("addressed to the simulator"))
             return
         await self._buckets[sender.channel].take(sender.cost(message))
         gap = self._gaps.get(sender.channel)

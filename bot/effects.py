@@ -11,6 +11,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot import outbox
 from bot.cases import intake
+from bot.channels.simulated import is_simulated
 from bot.conversation.model import (
     Channel,
     ClearChatRequested,
@@ -112,6 +113,7 @@ async def erase_her(db: AsyncSession, vault: Vault, contact: Contact, address: s
                 now=now,
                 kind="command",
                 ephemeral=True,
+                simulated=is_simulated(address),
             )
         )
 

@@ -23,6 +23,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from bot import effects, outbox
 from bot.cases import alerts, deliver, intake, transcript
 from bot.channels import sms, telegram
+from bot.channels.simulated import simulated_address
 from bot.conversation.engine import step
 from bot.conversation.flows import FlowSet
 from bot.conversation.hours import DUSHANBE, Hours
@@ -125,8 +126,14 @@ class Hamroh:
         self.courses = CourseCache(self.clock)
 
     async def handle(self, inbound: Inbound) -> Outcome:
-        """Run one turn for an inbound message (AddressError if the address is not one)."""
+        """Run one turn for an inbound message (AddressError if the address is not one).
+
+        A simulated message's address is moved into the simulator's own space first: typing a real
+        woman's number there reaches a contact of its own, never hers.
+        """
         address = normalise_address(inbound.channel, inbound.address)
+        if inbound.simulated:
+            address = simulated_address(address)
         try:
             async with transaction(self.engine) as db:
                 return await self._turn(db, inbound, address)

@@ -14,6 +14,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot import outbox
 from bot.channels import sms, telegram
+from bot.channels.simulated import is_simulated
 from bot.conversation import hours
 from bot.conversation.model import SCRIPTS, Channel, Reply, Script
 from bot.store import Contact, OutboxMessage
@@ -44,7 +45,10 @@ def to_her(
     kind: str = "reply",
     send_now: bool = False,
 ) -> OutboxMessage:
-    """An outbox row to her (not yet added): held until her safe hours unless `send_now`."""
+    """An outbox row to her (not yet added): held until her safe hours unless `send_now`.
+
+    To a simulated contact the row is the simulator's: it never leaves through a real channel.
+    """
     assert contact.id is not None
     channel: Channel = "sms" if contact.channel == "sms" else "telegram"
     script: Script = next((s for s in SCRIPTS if s == contact.script), "cyrillic")
@@ -56,6 +60,7 @@ def to_her(
         body=body_for(channel, text, script),
         now=now,
         kind=kind,
+        simulated=is_simulated(vault.open(contact.address)),  # the simulator reads it; no channel sends it
     )
     leave_at = now if send_now else safe_from(contact, now)
     if leave_at > now:

@@ -1,7 +1,9 @@
 """The simulator: talk to Hamroh as an SMS or Telegram user without any account.
 
 It goes through the same service path as the real channels (an Inbound, one turn, replies in the outbox)
-and plays the part of the sender: it takes its replies out of the outbox and marks them sent. On Telegram
+and plays the part of the sender: it takes its replies out of the outbox and marks them sent. Any address
+may be typed: the service files it in the simulator's own space (bot.channels.simulated), apart from real
+women, and nothing written to it ever leaves through a real channel. On Telegram
 it also gives message ids, as Telegram would, so that "Clear this chat" can name the messages to delete.
 """
 
@@ -59,13 +61,14 @@ async def _deliver(hamroh: Hamroh, ids: list[int], contact_id: int | None, now: 
         return Received([], [])
     wanted: sa.ColumnElement[bool] = col(OutboxMessage.id).in_(ids)
     if contact_id is not None:
-        # A turn writes its commands to her chat (clear it) beside its replies, not among the ids it returns.
+        # What else waits for her simulated phone: the commands a turn writes to her chat (clear it) beside
+        # its replies, and what counsellors wrote to her since (held ones wait for her safe hours).
         wanted = sa.or_(
             wanted,
             sa.and_(
                 col(OutboxMessage.contact_id) == contact_id,
                 col(OutboxMessage.status) == outbox.SIMULATOR,
-                col(OutboxMessage.kind) == "command",
+                sa.not_(col(OutboxMessage.held)),
             ),
         )
     messages: list[dict[str, Any]] = []
