@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+from importlib.resources import files
+
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from bot.config import ROOT
 from bot.store.db import create_engine
 
 
 def alembic_config(database_url: str) -> Config:
-    """An Alembic configuration for this database, without an alembic.ini."""
+    """An Alembic configuration for this database, without an alembic.ini.
+
+    The scripts are the `migrations` package, found wherever it is installed (site-packages in the image,
+    the source tree in an editable install).
+    """
     config = Config()
-    config.set_main_option("script_location", str(ROOT / "migrations"))
+    config.set_main_option("script_location", str(files("migrations")))
     config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
     return config
 
