@@ -73,7 +73,9 @@ def _parser() -> argparse.ArgumentParser:
     upgrade.set_defaults(run=_db_upgrade)
 
     purge = commands.add_parser(
-        "purge", help="delete closed cases and transcripts past HAMROH_TRANSCRIPT_DAYS"
+        "purge",
+        help="delete now what is past its time: closed cases and transcripts, sent messages, message ids, "
+        "menu history, inactive contacts (as serve does every few seconds)",
     )
     purge.set_defaults(run=_purge)
 
@@ -216,18 +218,29 @@ def _db_upgrade(settings: Settings, args: argparse.Namespace) -> int:
 
 def _purge(settings: Settings, args: argparse.Namespace) -> int:
     from bot.cases.jobs import purge
-    from bot.runtime import case_timing, utc_now
+    from bot.retention import Done, sweep
+    from bot.runtime import case_timing, retention_policy, utc_now, vault_for
     from bot.store.db import create_engine, transaction
 
-    async def run() -> int:
+    async def run() -> tuple[int, Done]:
         engine = create_engine(settings.database_url)
+        vault, policy, done = vault_for(settings), retention_policy(settings), Done()
         try:
             async with transaction(engine) as db:
-                return await purge(db, case_timing(settings).transcript_kept, utc_now())
+                cases = await purge(db, case_timing(settings).transcript_kept, utc_now())
+            while True:  # in bounded rounds, each its own short transaction
+                async with transaction(engine) as db:
+                    round_done = await sweep(db, vault, policy, utc_now())
+                done.add(round_done)
+                if not round_done:
+                    return cases, done
         finally:
             await engine.dispose()
 
-    print(f"closed cases purged: {asyncio.run(run())}")
+    cases, done = asyncio.run(run())
+    print(f"closed cases purged: {cases}")
+    said = ", ".join(f"{name.replace('_', ' ')} {count}" for name, count in vars(done).items() if count)
+    log.info("retention: %s", said or "nothing was due")
     return 0
 
 

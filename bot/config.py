@@ -75,6 +75,13 @@ class Settings(BaseSettings):
     transcript_days: float = Field(default=30, gt=0)  # closed cases and their transcripts are purged after
     jobs_interval_seconds: float = Field(default=30, ge=1)
 
+    # Retention (see README, Privacy): how long what is kept about her stays.
+    outbox_body_minutes: float = Field(default=0, ge=0, le=1440)  # a sent message's text and address
+    outbox_days: float = Field(default=3, gt=0, le=90)  # then the sent message row itself
+    delivery_days: float = Field(default=3, ge=1, le=90)  # her message ids (Telegram redelivers up to 24 h)
+    session_history_hours: float = Field(default=24, gt=0, le=24 * 90)  # the way back through the menus
+    inactive_days: float = Field(default=365, ge=30, le=3650)  # then she is erased, without a message
+
     @model_validator(mode="after")
     def _production_needs_keys(self) -> Settings:
         if self.env == "production":
@@ -84,6 +91,17 @@ class Settings(BaseSettings):
                 raise ValueError(f"production needs {names} in the environment (never a generated key file)")
             if self.simulator:
                 raise ValueError("the simulator cannot be on in production")
+        return self
+
+    @model_validator(mode="after")
+    def _retention_is_ordered(self) -> Settings:
+        if self.outbox_body_minutes > self.outbox_days * 24 * 60:
+            raise ValueError("HAMROH_OUTBOX_BODY_MINUTES cannot be longer than HAMROH_OUTBOX_DAYS")
+        if self.inactive_days < max(self.outbox_days, self.delivery_days, self.transcript_days):
+            raise ValueError(
+                "HAMROH_INACTIVE_DAYS must be at least HAMROH_OUTBOX_DAYS, HAMROH_DELIVERY_DAYS and "
+                "HAMROH_TRANSCRIPT_DAYS"
+            )
         return self
 
     @field_validator("sms_price_per_segment")

@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot import outbox
+from bot import outbox, retention
 from bot.channels.simulated import is_simulated
 from bot.conversation.model import Channel
 from bot.effects import CLEARABLE
@@ -284,7 +284,7 @@ class Dispatcher:
                                 ChatMessage(contact_id=current.contact_id, message_id=int(message_id), at=now)
                             )
                     if current.ephemeral:
-                        await db.delete(current)
+                        await retention.ephemeral_ended(db, current)
                         return
                 case RetryLater(reason=reason, after=after) if current.attempts < MAX_ATTEMPTS:
                     self.counts.retried += 1
@@ -298,6 +298,9 @@ class Dispatcher:
                     self.counts.failed += 1
                     current.status, current.last_error = outbox.FAILED, reason[:200]
                     log.warning("%s message %s failed for good: %s", current.channel, current.id, reason)
+                    if current.ephemeral:  # an erase confirmation that cannot be delivered leaves nothing
+                        await retention.ephemeral_ended(db, current)
+                        return
                     if isinstance(result, Failed) and result.unreachable and current.contact_id is not None:
                         await self._unreachable(db, current)
             db.add(current)

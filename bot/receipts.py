@@ -8,6 +8,7 @@ import logging
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from bot import retention
 from bot.conversation.model import Channel, Session
 from bot.service import Hamroh
 from bot.store import Contact, ConversationState, OutboxMessage
@@ -45,6 +46,8 @@ async def delivery_report(hamroh: Hamroh, *, provider_id: str, status: str, erro
             return False  # erased since, or not ours: nothing to record
         message.delivery, message.error_code = status, (error_code or None)
         db.add(message)
+        if message.ephemeral:  # the erase confirmation: once delivered, it goes at Twilio too
+            await retention.delivery_reported(db, hamroh.vault, message, status, hamroh.clock())
         if error_code == CARRIER_OPT_OUT and message.contact_id is not None:
             await opt_out(db, message.contact_id)
     return True

@@ -8,6 +8,7 @@ import logging
 import secrets
 from datetime import UTC, datetime, timedelta
 
+from bot import retention
 from bot.cases import jobs
 from bot.config import Settings
 from bot.conversation import hours
@@ -135,8 +136,20 @@ def case_timing(settings: Settings) -> jobs.Timing:
     )
 
 
+def retention_policy(settings: Settings) -> retention.Policy:
+    """How long what is kept about her stays, as configured."""
+    return retention.Policy(
+        body_kept=timedelta(minutes=settings.outbox_body_minutes),
+        outbox_kept=timedelta(days=settings.outbox_days),
+        deliveries_kept=timedelta(days=settings.delivery_days),
+        history_kept=timedelta(hours=settings.session_history_hours),
+        inactive=timedelta(days=settings.inactive_days),
+    )
+
+
 async def run_case_jobs(settings: Settings, hamroh: Hamroh, stop: asyncio.Event) -> None:
-    """Run the case jobs every few seconds until `stop` is set (one process at a time does the work)."""
+    """Run the case jobs and retention every few seconds until `stop` is set (one process at a time
+    does the work)."""
     every = timedelta(seconds=settings.jobs_interval_seconds)
     while not stop.is_set():
         try:
@@ -150,5 +163,15 @@ async def run_case_jobs(settings: Settings, hamroh: Hamroh, stop: asyncio.Event)
             )
         except Exception as exc:  # the database is away: the next round tries again
             log.warning("case jobs failed (%s); trying again", type(exc).__name__)
+        try:
+            await retention.run_if_due(
+                hamroh.engine,
+                hamroh.vault,
+                policy=retention_policy(settings),
+                every=every,
+                now=hamroh.clock(),
+            )
+        except Exception as exc:  # as above: nothing is lost by waiting a round
+            log.warning("retention failed (%s); trying again", type(exc).__name__)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), every.total_seconds())

@@ -9,8 +9,10 @@ When nothing is due, a run costs one small transaction and a few indexed reads.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -24,6 +26,7 @@ from bot.store.crypto import Vault
 from bot.store.db import transaction
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 FEED_KEPT = timedelta(days=2)  # a browser away longer than this reloads the page anyway
 
 
@@ -75,6 +78,24 @@ async def run_if_due(
     if done:
         log.info("case jobs: %s", done)
     return done
+
+
+async def run_once(
+    engine: AsyncEngine,
+    name: str,
+    *,
+    every: timedelta,
+    now: datetime,
+    work: Callable[[AsyncSession], Awaitable[T]],
+) -> T | None:
+    """Run `work` in one transaction unless another process ran job `name` less than `every` ago (None)."""
+    try:
+        async with transaction(engine) as db:
+            if not await _take_turn(db, name, every, now):
+                return None
+            return await work(db)
+    except IntegrityError:  # two processes made the job's first row at once: the other one runs it
+        return None
 
 
 async def _take_turn(db: AsyncSession, name: str, every: timedelta, now: datetime) -> bool:

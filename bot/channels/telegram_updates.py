@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Literal, TypeVar
 from urllib.parse import urlencode
 
+import sqlalchemy as sa
 from telegram import Bot, Chat, Message, Update
 from telegram.constants import ChatMemberStatus
 from telegram.error import InvalidToken, RetryAfter, TelegramError
@@ -36,6 +37,11 @@ from bot.store.crypto import AddressError, normalise_address
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 LONG_POLL_MARGIN = 10.0  # seconds a long poll may take beyond the time Telegram holds it
+# Telegram's ids and dates all fit in 53 bits ("at most 52 significant bits"): a number beyond is no
+# Telegram's, and would overflow a database column on every delivery of it.
+LARGEST = 2**53
+# What a turn raises because of what the update holds, not because of the moment: it fails every time.
+NEVER_SUCCEEDS = (UnicodeError, OverflowError, AddressError, sa.exc.DataError)
 
 ACTED_ON = ("message", "callback_query", "my_chat_member")  # edits, channel posts and the rest: ignored
 # What she may send that is not text: the engine answers it kindly, in her language.
@@ -106,11 +112,41 @@ def parse_update(data: object, bot: Bot | None) -> Update:
     update_id = data.get("update_id")
     if not isinstance(update_id, int) or isinstance(update_id, bool):
         raise NotAnUpdate("an update has an integer update_id")
+    if not 0 <= update_id < LARGEST:
+        raise NotAnUpdate("an update's update_id is a positive number of at most 53 bits")
     wanted = {key: data[key] for key in ACTED_ON if data.get(key) is not None}
+    if not _plausible(wanted):
+        raise NotAnUpdate("the update holds a number or a text Telegram never sends")
     try:
         return Update.de_json({"update_id": update_id, **wanted}, bot)
     except Exception:  # PTB checks nothing itself: a wrong shape fails in many ways, all of them bad input
         raise NotAnUpdate("the update's fields do not have Telegram's shape") from None
+
+
+def _plausible(value: object) -> bool:
+    """Whether every number fits Telegram's 53 bits and every text is real Unicode (no lone surrogate
+    escape), all the way down."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif not _fits(item):
+            return False
+    return True
+
+
+def _fits(item: object) -> bool:
+    if isinstance(item, int):
+        return -LARGEST < item < LARGEST
+    if isinstance(item, str):
+        try:
+            item.encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+    return True
 
 
 def read(update: Update) -> Action:
@@ -185,13 +221,22 @@ def _private_address(chat: Chat) -> str | None:
 async def handle_update(hamroh: Hamroh, bot: Bot | None, data: object) -> Handled:
     """Carry out one update, as JSON from the webhook or from getUpdates.
 
-    NotAnUpdate for bad input. Any other exception means the turn failed: the caller must not confirm
-    the update, so that Telegram delivers it again (its update id makes that safe).
+    NotAnUpdate for bad input, which no retry could mend (the turn, if one began, rolled back). Any other
+    exception means the turn failed: the caller must not confirm the update, so that Telegram delivers it
+    again (its update id makes that safe).
     """
-    action = read(parse_update(data, bot))
+    update = parse_update(data, bot)
+    try:
+        action = read(update)
+    except Exception:  # `read` does no I/O: whatever fails in it fails on every delivery
+        raise NotAnUpdate("the update's fields do not have Telegram's shape") from None
     match action:
         case Turn(inbound=inbound):
-            outcome = await hamroh.handle(inbound)
+            try:
+                outcome = await hamroh.handle(inbound)
+            except NEVER_SUCCEEDS as exc:
+                log.warning("telegram update %s cannot be handled (%s)", update.update_id, type(exc).__name__)
+                raise NotAnUpdate("the update holds what Hamroh cannot take") from None
             return Handled("duplicate" if outcome.duplicate else "turn", outcome)
         case Reachability(address=address, can_reach=can_reach):
             await receipts.reachable(hamroh, channel="telegram", address=address, can_reach=can_reach)
