@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     telegram_messages_per_second: float = Field(default=30, gt=0)
     telegram_chat_messages_per_second: float = Field(default=1, gt=0)
     twilio_segments_per_second: float = Field(default=1, gt=0)
+    # PostgreSQL: an active sender that freezes or is cut off loses the sender lock after this long, and a
+    # waiting dispatcher takes over; it renews the lock four times as often.
+    dispatch_sender_hold_seconds: float = Field(default=10, ge=1, le=600)
 
     # Counsellors: hours (Asia/Dushanbe) and the clocks of the case jobs.
     service_hours: str = "always"  # e.g. "mon-fri 09-18, sat 10-14"; cases still open outside them

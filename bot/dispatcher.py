@@ -2,7 +2,10 @@
 
 - Claims rows under a lease (FOR UPDATE SKIP LOCKED on PostgreSQL), replies before bulk messages, and only
   the oldest waiting row of each person, so her messages leave in the order written.
-- One active sender per channel credential (bot.leases), so a provider's limit holds across processes.
+- One active sender per channel credential (bot.leases), so a provider's limit holds across processes;
+  the hold is asked again right before each send, so a sender that froze and lost it sends nothing more.
+- A send's result is recorded on a fresh connection again if the database connection breaks while it is
+  written: the message went, and sending it again (after its lease ran out) would be a duplicate.
 - Passing failures are retried with exponential backoff and jitter (honouring the provider's retry-after);
   permanent ones are kept with their reason.
 - At least once: a send in flight when a dispatcher died is "in doubt". A reply is queued again (a
@@ -30,7 +33,7 @@ from bot import outbox, retention
 from bot.channels.simulated import is_simulated
 from bot.conversation.model import Channel
 from bot.effects import CLEARABLE
-from bot.leases import SenderLock, sender_lock
+from bot.leases import DEFAULT_HOLD, Hold, SenderLock, sender_lock
 from bot.ratelimit import PerChatGap, TokenBucket
 from bot.receipts import opt_out
 from bot.senders import Failed, Outgoing, RetryLater, Sender, SendResult, Sent
@@ -44,6 +47,7 @@ BACKOFF_BASE = 2.0  # seconds before the first retry; doubled each time
 BACKOFF_CAP = 600.0
 HOUSEKEEPING = timedelta(minutes=1)
 DATABASE_RETRY = 2.0  # seconds between attempts while the database does not answer
+RECORD_RETRIES = (0.05, 0.25, 1.0, 2.0, 4.0)  # seconds before each new try at recording a send's result
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,8 @@ class Counts:
     rate_limited: int = 0  # the provider answered 429
     in_doubt_resent: int = 0  # replies in flight when a dispatcher died, queued again
     in_doubt_held: int = 0  # bulk messages in flight when a dispatcher died, not sent again
+    record_retried: int = 0  # results recorded again after the database connection broke
+    stood_down: int = 0  # claimed, then not sent: the sender lock was lost before the send
 
 
 @dataclass
@@ -77,6 +83,7 @@ class Dispatcher:
     limits: Limits
     clock: Callable[[], datetime]
     lease: timedelta = timedelta(seconds=60)
+    sender_hold: timedelta = timedelta(seconds=DEFAULT_HOLD)  # a frozen active sender loses its lock after
     concurrency: int = 16
     poll_interval: float = 0.2
     rng: random.Random = field(default_factory=random.Random)
@@ -86,6 +93,7 @@ class Dispatcher:
     _buckets: dict[Channel, TokenBucket] = field(default_factory=dict, init=False)
     _gaps: dict[Channel, PerChatGap] = field(default_factory=dict, init=False)
     _in_flight: set[asyncio.Task[None]] = field(default_factory=set, init=False)
+    _unrecovered: set[Channel] = field(default_factory=set, init=False)
 
     def __post_init__(self) -> None:
         for sender in self.senders:
@@ -95,7 +103,9 @@ class Dispatcher:
             gap = self.limits.per_chat_gap.get(sender.channel)
             if gap:
                 self._gaps[sender.channel] = PerChatGap(gap)
-            self._locks[sender.channel] = sender_lock(self.engine, sender.channel, sender.credential)
+            self._locks[sender.channel] = sender_lock(
+                self.engine, sender.channel, sender.credential, hold=self.sender_hold.total_seconds()
+            )
 
     @property
     def _by_channel(self) -> dict[Channel, Sender]:
@@ -146,11 +156,17 @@ class Dispatcher:
         now_held: set[Channel] = set()
         for channel, lock in self._locks.items():
             try:
-                if await lock.acquire():
-                    now_held.add(channel)
+                hold = await lock.acquire()
             except Exception as exc:  # the database is unreachable: send nothing until it is back
                 log.warning("cannot take the %s sender lock: %s", channel, type(exc).__name__)
-        for channel in now_held - held:
+                hold = Hold.NONE
+            if hold is Hold.TAKEN:
+                self._unrecovered.add(channel)
+            if hold is Hold.NONE:
+                self._unrecovered.discard(channel)  # whoever takes it next recovers
+            else:
+                now_held.add(channel)
+        for channel in sorted(self._unrecovered):
             # Whoever held this channel before us is gone: what they had in flight is in doubt.
             try:
                 await self.recover(channel)
@@ -158,6 +174,7 @@ class Dispatcher:
                 log.warning("cannot recover %s messages in doubt (%s)", channel, type(exc).__name__)
                 now_held.discard(channel)
                 continue
+            self._unrecovered.discard(channel)
             log.info("%s: active sender for %s", self.name, channel)
         return now_held
 
@@ -250,6 +267,9 @@ class Dispatcher:
         gap = self._gaps.get(sender.channel)
         if gap is not None and row.kind != "command":
             await gap.wait(message.address)  # last, so her turn is booked right before the send
+        if not self._locks[sender.channel].holds():  # frozen, or cut off, past the hold: another sends now
+            await self._stand_down(row)
+            return
         try:
             timeout = self.lease.total_seconds() / 2
             result = await asyncio.wait_for(sender.send(message), timeout)
@@ -267,15 +287,43 @@ class Dispatcher:
             log.warning("%s message %s: result not recorded (%s)", row.channel, row.id, type(exc).__name__)
 
     async def _record(self, row: OutboxMessage, result: SendResult) -> None:
+        """Write a send's result; if the connection breaks meanwhile, write it again on a fresh one."""
+        for wait in (*RECORD_RETRIES, None):
+            try:
+                outcome = await self._write_result(row, result)
+            except Exception as exc:
+                if wait is None or not connection_lost(exc):
+                    raise
+                log.warning(
+                    "%s message %s: connection lost recording its result (%s); recording it again",
+                    row.channel,
+                    row.id,
+                    type(exc).__name__,
+                )
+                self.counts.record_retried += 1
+                await asyncio.sleep(wait)  # a broken connection is dropped from the pool; the next is new
+                continue
+            if outcome == "sent":
+                self.counts.sent += 1
+            elif outcome == "retried":
+                self.counts.retried += 1
+            elif outcome == "failed":
+                self.counts.failed += 1
+            return
+
+    async def _write_result(self, row: OutboxMessage, result: SendResult) -> str | None:
+        """One try at recording a result; what it recorded (counted only once it is committed)."""
         now = self.clock()
+        outcome: str | None = None
         async with transaction(self.engine) as db:
-            current = await db.get(OutboxMessage, row.id)
+            # Locked: a successor's recovery of this row either went first (we see it) or waits for us.
+            current = await db.get(OutboxMessage, row.id, with_for_update=True)
             if current is None or current.claimed_by != self.name:
-                return  # erased meanwhile, or taken over after our lease ran out
+                return None  # erased meanwhile, taken over after our lease ran out, or recorded already
             current.claimed_by, current.lease_until = None, None
             match result:
                 case Sent(provider_ids=ids):
-                    self.counts.sent += 1
+                    outcome = "sent"
                     current.status, current.sent_at, current.last_error = outbox.SENT, now, None
                     current.provider_id = ids[0] if ids else None
                     if current.channel == "telegram" and current.contact_id is not None:
@@ -285,9 +333,9 @@ class Dispatcher:
                             )
                     if current.ephemeral:
                         await retention.ephemeral_ended(db, current)
-                        return
+                        return outcome
                 case RetryLater(reason=reason, after=after) if current.attempts < MAX_ATTEMPTS:
-                    self.counts.retried += 1
+                    outcome = "retried"
                     current.status, current.last_error = outbox.QUEUED, reason[:200]
                     wait = self.backoff(current.attempts, after)
                     current.next_attempt_at = now + timedelta(seconds=wait)
@@ -295,15 +343,30 @@ class Dispatcher:
                         "%s message %s: %s; trying again in %.0f s", current.channel, current.id, reason, wait
                     )
                 case RetryLater(reason=reason) | Failed(reason=reason):
-                    self.counts.failed += 1
+                    outcome = "failed"
                     current.status, current.last_error = outbox.FAILED, reason[:200]
                     log.warning("%s message %s failed for good: %s", current.channel, current.id, reason)
                     if current.ephemeral:  # an erase confirmation that cannot be delivered leaves nothing
                         await retention.ephemeral_ended(db, current)
-                        return
+                        return outcome
                     if isinstance(result, Failed) and result.unreachable and current.contact_id is not None:
                         await self._unreachable(db, current)
             db.add(current)
+        return outcome
+
+    async def _stand_down(self, row: OutboxMessage) -> None:
+        """Give back a row claimed but not sent: it was never in flight, so it is not in doubt."""
+        self.counts.stood_down += 1
+        try:
+            async with transaction(self.engine) as db:
+                current = await db.get(OutboxMessage, row.id, with_for_update=True)
+                if current is None or current.claimed_by != self.name:
+                    return  # the new active sender recovered it already
+                current.status, current.claimed_by, current.lease_until = outbox.QUEUED, None, None
+                current.attempts, current.next_attempt_at = max(0, current.attempts - 1), self.clock()
+                db.add(current)
+        except Exception as exc:  # it stays "sending" and the next active sender recovers it
+            log.warning("%s message %s: not given back (%s)", row.channel, row.id, type(exc).__name__)
 
     async def _unreachable(self, db: AsyncSession, row: OutboxMessage) -> None:
         assert row.contact_id is not None
@@ -329,3 +392,10 @@ class Dispatcher:
                 sa.delete(ChatMessage).where(col(ChatMessage.at) < self.clock() - CLEARABLE)
             )
             return int(result.rowcount or 0)
+
+
+def connection_lost(exc: BaseException) -> bool:
+    """Whether an error means the database connection broke (reset, closed, timed out), not a bad query."""
+    if isinstance(exc, sa.exc.DBAPIError):
+        return exc.connection_invalidated or isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError)
+    return isinstance(exc, OSError | TimeoutError | sa.exc.DisconnectionError)

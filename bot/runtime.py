@@ -103,6 +103,7 @@ def dispatcher_for(settings: Settings, hamroh: Hamroh, senders: list[Sender]) ->
         limits=limits_for(settings),
         clock=hamroh.clock,
         lease=timedelta(seconds=settings.dispatch_lease_seconds),
+        sender_hold=timedelta(seconds=settings.dispatch_sender_hold_seconds),
     )
 
 

@@ -2,12 +2,15 @@
 
 The provider edge is a recording sender here (the channel SDKs against fake servers are tested in
 test_telegram.py and test_sms.py); the database, the claiming and the locks are real, on both databases.
+Where the database connection itself fails, the sender is the real one against the fake Bot API, and the
+connection goes through a proxy that resets it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -17,14 +20,17 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col, select
 
 from bot import outbox
+from bot.channels.telegram import TelegramSender
 from bot.conversation.model import Channel
 from bot.dispatcher import Dispatcher, Limits
 from bot.ratelimit import PerChatGap, TokenBucket
-from bot.senders import Failed, Outgoing, RetryLater, SendResult, Sent
+from bot.senders import Failed, Outgoing, RetryLater, Sender, SendResult, Sent
 from bot.store import ChatMessage, Contact, OutboxMessage
 from bot.store.crypto import Vault
 from bot.store.db import create_engine, transaction
 from tests.conftest import Clock, telegram_contact
+from tests.fakes.db_proxy import DatabaseProxy
+from tests.fakes.telegram_api import FakeTelegram
 
 FAST = Limits(per_second={"sms": 1000.0, "telegram": 1000.0}, per_chat_gap={})
 
@@ -121,9 +127,7 @@ async def run_until_settled(dispatcher: Dispatcher, engine: AsyncEngine, *, roun
     await task
 
 
-def make(
-    engine: AsyncEngine, vault: Vault, clock: Clock, sender: RecordingSender, **kwargs: object
-) -> Dispatcher:
+def make(engine: AsyncEngine, vault: Vault, clock: Clock, sender: Sender, **kwargs: object) -> Dispatcher:
     return Dispatcher(
         engine=engine,
         vault=vault,
@@ -335,3 +339,53 @@ async def test_a_database_that_stops_answering_for_a_while_does_not_stop_the_dis
     monkeypatch.setattr("bot.dispatcher.DATABASE_RETRY", 0.01)
     await run_until_settled(dispatcher, engine)
     assert [m.body["text"] for m in sender.sent] == ["still delivered"]
+
+
+@pytest.mark.postgres
+async def test_a_connection_reset_while_her_reply_is_recorded_is_recorded_again_not_sent_again(
+    postgres_url: str, vault: Vault, clock: Clock
+) -> None:
+    with DatabaseProxy.to(postgres_url) as proxy, FakeTelegram() as fake:
+        engine = create_engine(proxy.url)
+        sender = TelegramSender(fake.token, api_url=fake.api_url)
+        dispatcher, stop = make(engine, vault, clock, sender), asyncio.Event()
+        task = asyncio.create_task(dispatcher.run(stop))
+        try:
+            her = await a_contact(engine, vault, clock, "tg:5001")
+            fake.hang(times=1)  # "first" is on the wire...
+            await queue(engine, vault, clock, her, "tg:5001", ["first", "second"])
+            await eventually(lambda: bool(fake.calls_to("sendMessage")))
+            proxy.reset_on(b"UPDATE outbox")  # ...and the connection that records it sent will be reset
+            fake.release()
+            released = time.monotonic()
+            await eventually(lambda: dispatcher.counts.sent == 2)
+            took = time.monotonic() - released
+        finally:
+            fake.release()
+            stop.set()
+            await task
+            await sender.close()
+            await engine.dispose()
+    assert fake.sent_texts() == ["first", "second"]  # each once, in order
+    assert [s for s, _, _ in await statuses_at(postgres_url)] == ["sent", "sent"]
+    assert proxy.resets == 1
+    assert dispatcher.counts.record_retried == 1
+    assert dispatcher.counts.sent == 2
+    assert took < 3  # not the lease's minute, then a duplicate
+
+
+async def eventually(condition: Callable[[], bool], within: float = 10.0) -> None:
+    """Wait until `condition` holds; fail after `within` seconds."""
+    for _ in range(int(within / 0.01)):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("timed out")
+
+
+async def statuses_at(url: str) -> list[tuple[str, str, bool]]:
+    engine = create_engine(url)
+    try:
+        return await statuses(engine)
+    finally:
+        await engine.dispose()
