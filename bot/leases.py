@@ -105,8 +105,8 @@ class AdvisoryLock:
         return self._held and self.clock() < self._trusted_until
 
     async def acquire(self) -> Hold:
-        if self._held:
-            if self._keeper is not None and not self._keeper.done():
+        if self._keeper is not None:
+            if not self._keeper.done():
                 # A late renewal makes this NONE for a moment; the session (and the lock) may still be ours.
                 return Hold.KEPT if self.holds() else Hold.NONE
             await self._drop()  # the keeper found the session gone, and the lock with it
