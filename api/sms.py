@@ -3,6 +3,10 @@
 The signature is checked against the configured public URL, not the Host header, so it holds behind a
 reverse proxy. Nothing is read into the service before the signature is good. Replies never go back in
 the webhook's answer (an empty TwiML `<Response/>`): they leave through the outbox like every message.
+
+A turn that fails or passes HAMROH_TURN_TIMEOUT_SECONDS is rolled back and answered 503; Twilio sends it
+again because `hamroh sms configure` puts connection overrides on the URLs it sets (retries, then the
+fallback URL, which is handled the same way).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from urllib.parse import parse_qsl
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import Response
 
+from api.deadline import TooSlow, within
 from api.deps import HamrohDep, SettingsDep
 from bot.channels import twilio
 from bot.receipts import delivery_report
@@ -37,9 +42,9 @@ async def signed_form(request: Request, settings: SettingsDep) -> twilio.Form:
         raise HTTPException(415, "send the form as application/x-www-form-urlencoded")
     body = await _read(request, settings.max_request_bytes)
     form = _parse(body)
-    if not twilio.signature_valid(
-        token.get_secret_value(), _signed_url(request, settings.public_url), form, signature
-    ):
+    overrides = twilio.connection_overrides(settings.turn_timeout_seconds)
+    url = _signed_url(request, settings.public_url)
+    if not twilio.signature_valid(token.get_secret_value(), url, form, signature, overrides=overrides):
         raise HTTPException(403, "not signed by Twilio")
     return form
 
@@ -48,42 +53,52 @@ SignedForm = Annotated[twilio.Form, Depends(signed_form)]
 
 
 @router.post(twilio.INBOUND_PATH)
-async def inbound_sms(form: SignedForm, hamroh: HamrohDep) -> Response:
+@router.post(twilio.FALLBACK_PATH)
+async def inbound_sms(form: SignedForm, hamroh: HamrohDep, settings: SettingsDep) -> Response:
     """Her SMS: one turn; 503 if it fails, so Twilio delivers it again (its MessageSid is handled once)."""
     try:
         message = twilio.inbound(form)
     except twilio.WebhookError as exc:
         raise HTTPException(400, str(exc)) from None
     try:
-        await hamroh.handle(message)
+        await within(settings.turn_timeout_seconds, hamroh.handle(message))
     except AddressError:
         return _twiml()  # not a phone number (a short code, a channel address): nobody to answer
+    except TooSlow:
+        log.warning("SMS turn took too long (the database?); Twilio will deliver it again")
+        return _try_again(f"not handled within {settings.turn_timeout_seconds:g} s")
     except Exception as exc:  # the turn rolled back; Twilio retries on 5xx
         # The class only: a database error's message may carry the statement's parameters.
         log.warning("SMS turn failed (%s); Twilio will deliver it again", type(exc).__name__)
-        return Response("try again later", status_code=503, media_type="text/plain")
+        return _try_again("not handled now")
     return _twiml()
 
 
 @router.post(twilio.STATUS_PATH)
-async def delivery_status(form: SignedForm, hamroh: HamrohDep) -> Response:
+async def delivery_status(form: SignedForm, hamroh: HamrohDep, settings: SettingsDep) -> Response:
     """A delivery report for a message we sent; 21610 (she opted out at the carrier) stops further SMS."""
     try:
         status = twilio.delivery_status(form)
     except twilio.WebhookError as exc:
         raise HTTPException(400, str(exc)) from None
+    report = delivery_report(
+        hamroh, provider_id=status.message_sid, status=status.status, error_code=status.error_code
+    )
     try:
-        await delivery_report(
-            hamroh, provider_id=status.message_sid, status=status.status, error_code=status.error_code
-        )
+        await within(settings.turn_timeout_seconds, report)
     except Exception as exc:
         log.warning("delivery report not recorded (%s); Twilio may send it again", type(exc).__name__)
-        return Response("try again later", status_code=503, media_type="text/plain")
+        return _try_again("not recorded now")
     return _twiml()
 
 
 def _twiml() -> Response:
     return Response(EMPTY_TWIML, media_type="text/xml")
+
+
+def _try_again(reason: str) -> Response:
+    """503 with the reason (never her words, never a database's message): Twilio sends the request again."""
+    return Response(f"try again later: {reason}", status_code=503, media_type="text/plain")
 
 
 def _is_form(content_type: str) -> bool:

@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse
 from telegram import Bot
 from telegram.request import HTTPXRequest
 
+from api.deadline import TooSlow, within
 from api.deps import HamrohDep, SettingsDep
 from bot.channels.telegram import WEBHOOK_PATH, make_bot
 from bot.channels.telegram_updates import NotAnUpdate, handle_update
@@ -74,12 +75,19 @@ BotDep = Annotated[Bot, Depends(parsing_bot)]
 
 
 @router.post(WEBHOOK_PATH, dependencies=[Depends(verify_secret)])
-async def telegram_webhook(data: JsonDep, bot: BotDep, hamroh: HamrohDep) -> JSONResponse:
+async def telegram_webhook(
+    data: JsonDep, bot: BotDep, hamroh: HamrohDep, settings: SettingsDep
+) -> JSONResponse:
     """Handle one update: 200 when done or ignored, 400 when it is none, 503 when it must come again."""
     try:
-        await handle_update(hamroh, bot, data)
+        await within(settings.turn_timeout_seconds, handle_update(hamroh, bot, data))
     except NotAnUpdate as exc:  # found before anything is written
         raise HTTPException(400, str(exc)) from None
+    except TooSlow:  # rolled back (the database hangs?): Telegram delivers it again
+        limit = settings.turn_timeout_seconds
+        log.warning("telegram update took over %g s; Telegram will deliver it again", limit)
+        detail = {"detail": f"the update was not handled within {limit:g} s"}
+        return JSONResponse(detail, status_code=503, headers=NO_STORE)
     except Exception as exc:  # the class only: a message may quote her words or the database URL
         update_id = data.get("update_id") if isinstance(data, dict) else None
         name = type(exc).__name__

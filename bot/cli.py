@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from bot.service import Hamroh
 
 log = logging.getLogger("hamroh")
+DATABASE_PROBE_SECONDS = 10.0
+UNREACHABLE = "the database cannot be reached: check HAMROH_DATABASE_URL and that the database is running"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -33,6 +35,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"hamroh: configuration error: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
+    if not _may_start(settings, getattr(args, "starts", None)):
+        return 1
     try:
         result: int = args.run(settings, args)
         return result
@@ -43,6 +47,69 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        if not _unreachable(exc):
+            raise
+        print(f"hamroh: {UNREACHABLE}", file=sys.stderr)  # never the driver's message: it may quote the URL
+        return 1
+
+
+def _may_start(settings: Settings, starts: str | None) -> bool:
+    """Whether a command that starts Hamroh ("channels": it talks to them; "keys": it opens her data) may:
+    the same rules as `hamroh check --deploy`, one line each when it may not."""
+    from bot.readiness.check import startup_refusals, summary
+
+    if starts is None:
+        return True
+    refusals = startup_refusals(settings, channels=starts == "channels")
+    for finding in refusals:
+        print(f"hamroh: {finding}", file=sys.stderr)
+    if refusals:
+        print(f"hamroh: not started: {summary(refusals)} (see `hamroh check --deploy`)", file=sys.stderr)
+        return False
+    return starts != "channels" or _database_ready(settings)
+
+
+def _database_ready(settings: Settings) -> bool:
+    """Whether the database answers at start; one line on stderr if it does not."""
+    if asyncio.run(_database_answers(settings.database_url)):
+        return True
+    print(f"hamroh: {UNREACHABLE}", file=sys.stderr)
+    return False
+
+
+async def _database_answers(url: str) -> bool:
+    """Whether the database answers a query within DATABASE_PROBE_SECONDS (it is asked once, at start)."""
+    import sqlalchemy as sa
+
+    from bot.store.db import create_engine
+
+    engine = None
+    try:
+        engine = create_engine(url)  # SQLite: makes the file's folder, which may fail too
+        async with asyncio.timeout(DATABASE_PROBE_SECONDS), engine.connect() as connection:
+            await connection.execute(sa.text("SELECT 1"))
+    except Exception as exc:  # the class only: the driver's message may quote the URL, password and all
+        log.debug("database probe failed: %s", type(exc).__name__)
+        return False
+    finally:
+        if engine is not None:
+            await engine.dispose()
+    return True
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """Whether an error (or one it came from) says the database could not be reached."""
+    import sqlalchemy as sa
+
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ConnectionError | socket.gaierror | TimeoutError | sa.exc.InterfaceError):
+            return True
+        if isinstance(seen, sa.exc.DBAPIError) and seen.connection_invalidated:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -52,13 +119,13 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="serve the web app (webhooks, simulator, health)")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
-    serve.set_defaults(run=_serve)
+    serve.set_defaults(run=_serve)  # refuses what `check --deploy` calls errors, facts too
 
     chat = commands.add_parser("chat", help="talk to the bot in the terminal, as SMS or Telegram renders it")
     chat.add_argument("--channel", choices=("sms", "telegram"), default="sms")
     chat.add_argument("--lang", choices=("tg", "ru", "en"))
     chat.add_argument("--from", dest="address", help="her phone number or chat id (default: a test one)")
-    chat.set_defaults(run=_chat)
+    chat.set_defaults(run=_chat, starts="keys")
 
     flows = commands.add_parser("flows", help="content tools")
     flows_commands = flows.add_subparsers(required=True, metavar="COMMAND")
@@ -77,13 +144,13 @@ def _parser() -> argparse.ArgumentParser:
         help="delete now what is past its time: closed cases and transcripts, sent messages, message ids, "
         "menu history, inactive contacts (as serve does every few seconds)",
     )
-    purge.set_defaults(run=_purge)
+    purge.set_defaults(run=_purge, starts="keys")
 
     demo = commands.add_parser("demo", help="development only: add clearly marked example courses")
     demo.set_defaults(run=_demo)
 
     dispatch = commands.add_parser("dispatch", help="send the outbox in a process of its own")
-    dispatch.set_defaults(run=_dispatch)
+    dispatch.set_defaults(run=_dispatch, starts="channels")
 
     outbox = commands.add_parser("outbox", help="what the outbox holds")
     outbox_commands = outbox.add_subparsers(required=True, metavar="COMMAND")
@@ -102,6 +169,10 @@ def _parser() -> argparse.ArgumentParser:
     segments = sms_commands.add_parser("segments", help="encoding, segments and length of each text")
     segments.add_argument("texts", nargs="+", metavar="TEXT")
     segments.set_defaults(run=_sms_segments)
+    configure = sms_commands.add_parser(
+        "configure", help="set the number's (or service's) inbound SMS URLs at Twilio, with retries"
+    )
+    configure.set_defaults(run=_sms_configure)
 
     triage = commands.add_parser("triage", help="say which texts crisis triage finds urgent, and why")
     triage.add_argument("texts", nargs="+", metavar="TEXT")
@@ -121,6 +192,8 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
     flows = load_content(settings)  # a broken flow file stops here, before anything listens
     if not before_serving(settings, flows):  # production refuses what `hamroh check --deploy` calls errors
+        return 1
+    if not _database_ready(settings):
         return 1
     if asyncio.run(behind(settings.database_url)):
         print("hamroh: the database is not up to date: run `hamroh db upgrade` first", file=sys.stderr)
@@ -343,6 +416,19 @@ def _sms_segments(settings: Settings, args: argparse.Namespace) -> int:
     from bot.channels.sms import segments_report
 
     for line in segments_report(args.texts):
+        print(line)
+    return 0
+
+
+def _sms_configure(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.channels.twilio_setup import SetupError, configure
+
+    try:
+        configured = asyncio.run(configure(settings))
+    except SetupError as exc:
+        print(f"hamroh: {exc}", file=sys.stderr)
+        return 1
+    for line in configured.lines():
         print(line)
     return 0
 

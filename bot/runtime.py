@@ -58,7 +58,7 @@ def vault_for(settings: Settings) -> Vault:
 def build(settings: Settings, flows: FlowSet | None = None) -> Hamroh:
     """The service for these settings (the database must already be migrated)."""
     return Hamroh(
-        engine=create_engine(settings.database_url),
+        engine=create_engine(settings.database_url, command_timeout=settings.turn_timeout_seconds),
         flows=flows if flows is not None else load_content(settings),
         vault=vault_for(settings),
         clock=utc_now,

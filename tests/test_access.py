@@ -63,6 +63,7 @@ ACCESS: dict[tuple[str, str], Access] = {
     ("POST", "/webhooks/telegram"): WEBHOOK,
     ("POST", "/webhooks/sms"): WEBHOOK,
     ("POST", "/webhooks/sms/status"): WEBHOOK,
+    ("POST", "/webhooks/sms/fallback"): WEBHOOK,
     ("GET", "/"): SIMULATOR,
     ("POST", "/simulator/messages"): SIMULATOR,
     ("GET", "/api/openapi.json"): PUBLIC,

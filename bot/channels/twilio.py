@@ -33,6 +33,12 @@ from bot.service import Inbound
 TIMEOUT_SECONDS = 10.0
 INBOUND_PATH = "/webhooks/sms"  # where Twilio posts her messages (configured on the number or service)
 STATUS_PATH = "/webhooks/sms/status"  # where Twilio posts delivery reports (we name it with each message)
+FALLBACK_PATH = "/webhooks/sms/fallback"  # where Twilio posts her message when INBOUND_PATH kept failing
+# Twilio's connection overrides (the URL's fragment, read by Twilio, never sent in the request): without
+# them Twilio does not retry an SMS webhook that answers 5xx or times out, and her message is dropped.
+RETRIES = 5  # Twilio's most
+CONNECT_TIMEOUT_MS = 5000
+MOST_READ_TIMEOUT_MS = 15000  # Twilio's most; the turn's own limit is below it
 NOT_YET_DELETABLE = "20009"  # Twilio: a message still being processed cannot be deleted yet
 WAIT_TO_DELETE_SECONDS = 60.0  # Twilio asks to wait at least a minute before deleting a fresh message
 WAIT_FOR_CREDENTIALS_SECONDS = 60.0
@@ -73,15 +79,8 @@ class TwilioProvider:
         )
         if status_callback:
             self._sender["status_callback"] = status_callback
-        self._http = AsyncTwilioHttpClient(timeout=timeout, logger=_SDK_LOG)
-        self._client: Any = Client(
-            account_sid,
-            auth_token,
-            http_client=self._http,
-            environment=_NO_ENVIRONMENT,
-            credential_provider=_BasicAuthHeader(account_sid, auth_token),
-        )
-        self._client.api.base_url = api_url.rstrip("/")
+        self._http = sdk_http(timeout)
+        self._client: Any = sdk_client(account_sid, auth_token, api_url, self._http)
         self._messages: Any = self._client.messages  # loads the SDK's modules now, not during a send
 
     @classmethod
@@ -139,6 +138,27 @@ class TwilioProvider:
         await self._http.close()
 
 
+def sdk_client(account_sid: str, auth_token: str, api_url: str, http: AsyncTwilioHttpClient) -> Any:
+    """The SDK's client on `http`, every API it calls (REST and Messaging) at `api_url`."""
+    client: Any = Client(
+        account_sid,
+        auth_token,
+        http_client=http,
+        environment=_NO_ENVIRONMENT,
+        credential_provider=_BasicAuthHeader(account_sid, auth_token),
+    )
+    base = api_url.rstrip("/")
+    client.api.base_url = base
+    if base != "https://api.twilio.com":  # a test server serves every Twilio API at one address
+        client.messaging.base_url = base
+    return client
+
+
+def sdk_http(timeout: float = TIMEOUT_SECONDS) -> AsyncTwilioHttpClient:
+    """The SDK's aiohttp client, logging to a logger kept quiet (see the module docstring)."""
+    return AsyncTwilioHttpClient(timeout=timeout, logger=_SDK_LOG)
+
+
 class _BasicAuthHeader:
     """The account's credentials as an Authorization header, through the SDK's credential-provider hook.
 
@@ -161,6 +181,23 @@ def sms_sender(settings: Settings, *, timeout: float = TIMEOUT_SECONDS) -> SmsSe
     """The dispatcher's SMS sender for these settings, through Twilio (inside the running event loop)."""
     provider: SmsProvider = TwilioProvider.from_settings(settings, timeout=timeout)
     return SmsSender(provider)
+
+
+def connection_overrides(turn_timeout_seconds: float) -> str:
+    """The fragment that makes Twilio retry a webhook on any failure: 5xx, 4xx, refused or slow.
+
+    Twilio waits a little longer than a turn may take, so a turn that hits its limit is answered 503 (and
+    retried) rather than cut off; a message retried after it landed is dropped as a duplicate.
+    """
+    read_ms = min(MOST_READ_TIMEOUT_MS, round(turn_timeout_seconds * 1000) + 2000)
+    return f"rc={RETRIES}&rp=all&ct={CONNECT_TIMEOUT_MS}&rt={read_ms}"
+
+
+def webhook_url(settings: Settings, path: str) -> str:
+    """The URL Twilio should call for `path`: the public URL, the path, and the connection overrides."""
+    if not settings.public_url:
+        raise ValueError("HAMROH_PUBLIC_URL is not set")
+    return f"{settings.public_url.rstrip('/')}{path}#{connection_overrides(settings.turn_timeout_seconds)}"
 
 
 def status_callback_url(settings: Settings) -> str | None:
@@ -220,10 +257,19 @@ class _MultiParams(dict[str, list[str]]):
         return self[name]
 
 
-def signature_valid(auth_token: str, url: str, form: Form, signature: str) -> bool:
-    """Whether X-Twilio-Signature is Twilio's signature of this URL and form, under our auth token."""
+def signature_valid(
+    auth_token: str, url: str, form: Form, signature: str, *, overrides: str | None = None
+) -> bool:
+    """Whether X-Twilio-Signature is Twilio's signature of this URL and form, under our auth token.
+
+    `url` is the URL as requested (a fragment never reaches the server). Twilio's docs do not say whether
+    it signs the configured URL with its connection overrides or without them, so both are accepted: the
+    fragment tried is our own (`overrides`), never one taken from the request, so no forgery gains by it.
+    """
     params = _MultiParams({name: list(values) for name, values in form.items()})
-    return bool(RequestValidator(auth_token).validate(url, params, signature))
+    validator = RequestValidator(auth_token)
+    candidates = [url] + ([f"{url}#{overrides}"] if overrides else [])
+    return any(validator.validate(candidate, params, signature) for candidate in candidates)
 
 
 def inbound(form: Form) -> Inbound:

@@ -73,6 +73,20 @@ def settings_findings(settings: Settings) -> list[Finding]:
     return findings
 
 
+def startup_refusals(settings: Settings, *, channels: bool) -> list[Finding]:
+    """Why a command must not start: in production, the errors `check --deploy` lists about the keys (and,
+    for a command that talks to the channels, about them and the simulator too); in development, only
+    keys that are given but cannot be used (development makes its own when none are given)."""
+    if settings.env == "production":
+        return errors(settings_findings(settings) if channels else key_findings(settings))
+    hash_key = settings.hash_key.get_secret_value() if settings.hash_key else None
+    unusable = {
+        "HAMROH_ENCRYPTION_KEY": settings.encryption_key is not None,
+        "HAMROH_HASH_KEY": hash_key is not None and len(hash_key) < MIN_HASH_KEY,  # the vault refuses it
+    }
+    return [f for f in errors(key_findings(settings)) if unusable.get(f.subject)]
+
+
 def key_findings(settings: Settings) -> list[Finding]:
     """The encryption and hash keys: present and strong."""
     findings = []

@@ -35,6 +35,9 @@ a script to those calls; scripted calls do not create or delete anything unless 
   fake.limit_rate(None) lifts it.
 - fake.reset() forgets calls, messages and scripts.
 
+Phone numbers and Messaging Services (what `hamroh sms configure` sets): `fake.numbers`, see
+tests/fakes/twilio_numbers.py.
+
 Waiting from async tests (the server runs in its own thread, so the test's loop stays free):
 `await fake.wait_for_calls(n, within=5.0)`, `await fake.wait_until_held(n, within=5.0)`.
 
@@ -69,6 +72,7 @@ from starlette.routing import Route
 from twilio.request_validator import RequestValidator
 
 from bot.conversation.text import sms_segments
+from tests.fakes.twilio_numbers import NumbersAndServices
 
 API_VERSION = "2010-04-01"
 MAX_BODY = 1600
@@ -186,12 +190,19 @@ class FakeTwilio:
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self._socket: socket.socket | None = None
+        self.numbers = NumbersAndServices(self.account_sid, new_sid)  # see tests/fakes/twilio_numbers.py
         base = f"/{API_VERSION}/Accounts/{{account}}/Messages"
         self.app = Starlette(
             routes=[
                 Route(f"{base}.json", self._create, methods=["POST"]),
                 Route(f"{base}/{{sid}}.json", self._fetch, methods=["GET"]),
                 Route(f"{base}/{{sid}}.json", self._delete, methods=["DELETE"]),
+                *self.numbers.routes(
+                    self._check,
+                    lambda request, form, status, code: self._answer(
+                        request, form, time.monotonic(), status, code
+                    ),
+                ),
             ]
         )
 
