@@ -116,6 +116,9 @@ class Dispatcher:
         held: set[Channel] = set()
         tidied = self.clock()
         try:
+            held = await self._hold_locks(held)
+            waiting = sorted(set(self._locks) - held)
+            log.info("%s: running; waiting for the sender lock of: %s", self.name, ", ".join(waiting) or "-")
             while not stop.is_set():
                 held = await self._hold_locks(held)
                 if self.clock() - tidied > HOUSEKEEPING:
