@@ -196,19 +196,23 @@ class Proxy:
         self.flowing = asyncio.Event()
         self.writers: set[asyncio.StreamWriter] = set()
         self.port = 0
+        self.server: asyncio.Server | None = None
         self.thread = threading.Thread(target=self.loop.run_forever, name="db-proxy", daemon=True)
 
     def __enter__(self) -> Proxy:
         self.thread.start()
-        server = asyncio.run_coroutine_threadsafe(self._listen(), self.loop).result(5)
-        self.port = server.sockets[0].getsockname()[1]
+        self.server = asyncio.run_coroutine_threadsafe(self._listen(), self.loop).result(5)
+        self.port = self.server.sockets[0].getsockname()[1]
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.resume()
         self.cut()
+        if self.server is not None:
+            self.server.close()
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
+        self.loop.close()
 
     def pause(self) -> None:
         self.loop.call_soon_threadsafe(self.flowing.clear)
