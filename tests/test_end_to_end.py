@@ -141,8 +141,15 @@ async def test_sms_from_webhook_to_twilio_and_erased_at_twilio_too(
                 await until_recorded(hamroh, 3)  # she reads them before she erases; by then they are recorded
                 received.append(await she_texts("1"))  # "Yes, delete"
                 await until(lambda: len(twilio.messages) == 4 and len(twilio.deleted) == 7)
-            sent = [m.sid for m in twilio.messages]
-            assert set(twilio.deleted) == set(received) | set(sent[:3])  # all but the confirmation itself
+                sent = [m.sid for m in twilio.messages]
+                assert set(twilio.deleted) == set(received) | set(sent[:3])  # all but the confirmation
+                # The confirmation keeps only its SID, until Twilio reports it delivered: then it goes too.
+                await until_recorded(hamroh, 1)
+                report = twilio.status_callback(sent[3], "delivered")
+                answer = await web.post(report.path, content=report.body, headers=report.headers)
+                assert answer.status_code == 200
+                await until(lambda: len(twilio.deleted) == 8)
+            assert sent[3] in twilio.deleted
             async with transaction(hamroh.engine) as db:
                 assert (await db.exec(select(Contact))).all() == []
                 assert (await db.exec(select(OutboxMessage))).all() == []
