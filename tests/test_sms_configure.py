@@ -94,9 +94,9 @@ async def test_configure_sets_a_messaging_service_and_tells_it_to_use_its_own_ur
     assert set_.inbound_request_url == f"{PUBLIC_URL}/webhooks/sms#{OVERRIDES}"
     assert set_.fallback_url == f"{PUBLIC_URL}/webhooks/sms/fallback#{OVERRIDES}"
     assert set_.use_inbound_webhook_on_number == "false"
-    assert set_.status_callback == f"{PUBLIC_URL}/webhooks/sms/status"
+    assert set_.status_callback == f"{PUBLIC_URL}/webhooks/sms/status#{OVERRIDES}"
     assert configured.lines()[-1] == (
-        f"messaging service {service}: delivery reports -> POST {PUBLIC_URL}/webhooks/sms/status"
+        f"messaging service {service}: delivery reports -> POST {PUBLIC_URL}/webhooks/sms/status#{OVERRIDES}"
     )
 
 

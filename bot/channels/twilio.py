@@ -201,8 +201,9 @@ def webhook_url(settings: Settings, path: str) -> str:
 
 
 def status_callback_url(settings: Settings) -> str | None:
-    """Where Twilio should post delivery reports; None without a public URL (no reports then)."""
-    return f"{settings.public_url.rstrip('/')}{STATUS_PATH}" if settings.public_url else None
+    """Where Twilio should post delivery reports, with the connection overrides (a report answered 503
+    while the database stumbles is retried, not lost); None without a public URL (no reports then)."""
+    return webhook_url(settings, STATUS_PATH) if settings.public_url else None
 
 
 def _code(exc: TwilioRestException | TwilioServiceException) -> str | None:
