@@ -313,3 +313,12 @@ async def test_once_staff_closed_her_case_her_words_go_back_to_the_menus(small_h
     assert reply.startswith("Sorry")
     (contact,) = await table(small_hamroh, Contact)
     assert not contact.may_have_case  # the next turns skip the look-up
+
+
+async def test_a_case_the_simulator_opens_is_the_consoles_only(small_hamroh: Hamroh) -> None:
+    small_hamroh.staff_chat = "tg:-100200300"
+    await small_hamroh.handle(Inbound("sms", "+992927001003", text=DANGER, simulated=True))
+    (case,) = await cases(small_hamroh)
+    assert case.priority == "urgent"  # the console hears of it, to try the console with the simulator
+    staff = [r for r in await table(small_hamroh, OutboxMessage) if r.contact_id is None]
+    assert staff == []  # the real staff chat hears of real women alone

@@ -9,7 +9,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot import outbox
 from bot.cases import feed
-from bot.store import Case
+from bot.channels.simulated import is_simulated
+from bot.store import Case, Contact
 from bot.store.crypto import Vault, normalise_address
 
 # Staff read these in the staff chat; they carry a case number, never her words or her address.
@@ -21,11 +22,14 @@ SILENT = "Hamroh: case #{id} has had no reply from staff for {minutes} min."
 async def alert(
     db: AsyncSession, vault: Vault, *, case: Case, text: str, staff_chat: str | None, now: datetime
 ) -> None:
-    """Tell the console (sound, notification) and the staff chat, if one is set."""
+    """Tell the console (sound, notification) and the staff chat, if one is set.
+
+    A case the simulator opened is the console's only: the real staff chat hears of real women alone.
+    """
     case.alerted_at = now
     db.add(case)
     await feed.publish(db, "case_alert", case, now)
-    if staff_chat:
+    if staff_chat and not await _simulated(db, vault, case):
         address = normalise_address("telegram", staff_chat)
         db.add(
             outbox.row(
@@ -37,3 +41,8 @@ async def alert(
                 now=now,
             )
         )
+
+
+async def _simulated(db: AsyncSession, vault: Vault, case: Case) -> bool:
+    contact = await db.get(Contact, case.contact_id) if case.contact_id is not None else None
+    return contact is not None and is_simulated(vault.open(contact.address))
