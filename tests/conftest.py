@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import os
+import queue
+import re
 import shutil
 import subprocess
 import sys
+import threading
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -209,3 +214,47 @@ def run_hamroh(
         timeout=120,
         check=False,
     )
+
+
+SERVING_ON = re.compile(r"serving on (http://\S+)")
+
+
+@contextmanager
+def serving_process(tmp_path: Path, **env: str) -> Iterator[tuple[subprocess.Popen[str], queue.Queue[str]]]:
+    """`hamroh serve --port 0` in a process of its own; its output lines arrive on the queue."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("HAMROH_")}
+    environment |= {"HAMROH_VAR_DIR": str(tmp_path), **env}
+    lines: queue.Queue[str] = queue.Queue()
+    with subprocess.Popen(
+        [sys.executable, "-m", "bot.cli", "serve", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=environment,
+        cwd=tmp_path,
+    ) as process:
+
+        def read() -> None:
+            assert process.stdout is not None
+            for line in process.stdout:
+                lines.put(line.rstrip("\n"))
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        try:
+            yield process, lines
+        finally:
+            process.terminate()
+            process.wait(timeout=20)
+            reader.join(timeout=20)  # every line is on the queue before the pipe closes
+
+
+def until_serving(lines: queue.Queue[str], seen: list[str]) -> str:
+    """The URL of the "serving on" line, once it comes; every line before it goes into `seen`."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        line = lines.get(timeout=deadline - time.monotonic())
+        seen.append(line)
+        if match := SERVING_ON.search(line):
+            return match.group(1)
+    raise AssertionError("serve never said where it listens:\n" + "\n".join(seen))

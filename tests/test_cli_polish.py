@@ -2,15 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import queue
 import re
-import subprocess
-import sys
-import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -18,7 +10,7 @@ import pytest
 
 from bot.conversation.flows import FlowSet
 from bot.readiness.facts import facts_to_confirm
-from tests.conftest import TEST_ENCRYPTION_KEY, TEST_HASH_KEY, run_hamroh
+from tests.conftest import TEST_ENCRYPTION_KEY, TEST_HASH_KEY, run_hamroh, serving_process, until_serving
 
 SERVING = re.compile(r"serving on (http://\S+)")
 
@@ -42,47 +34,6 @@ def test_the_terminal_chat_shows_no_migration_chatter(tmp_path: Path) -> None:
     assert "Running upgrade" not in result.stdout + result.stderr
 
 
-@contextmanager
-def serving(tmp_path: Path, **env: str) -> Iterator[tuple[subprocess.Popen[str], queue.Queue[str]]]:
-    """`hamroh serve --port 0` in a process of its own; its output lines arrive on the queue."""
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("HAMROH_")}
-    environment |= {"HAMROH_VAR_DIR": str(tmp_path), **env}
-    lines: queue.Queue[str] = queue.Queue()
-    with subprocess.Popen(
-        [sys.executable, "-m", "bot.cli", "serve", "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=environment,
-        cwd=tmp_path,
-    ) as process:
-
-        def read() -> None:
-            assert process.stdout is not None
-            for line in process.stdout:
-                lines.put(line.rstrip("\n"))
-
-        reader = threading.Thread(target=read, daemon=True)
-        reader.start()
-        try:
-            yield process, lines
-        finally:
-            process.terminate()
-            process.wait(timeout=20)
-            reader.join(timeout=20)  # every line is on the queue before the pipe closes
-
-
-def until_serving(lines: queue.Queue[str], seen: list[str]) -> str:
-    """The URL of the "serving on" line, once it comes; every line before it goes into `seen`."""
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        line = lines.get(timeout=deadline - time.monotonic())
-        seen.append(line)
-        if match := SERVING.search(line):
-            return match.group(1)
-    raise AssertionError("serve never said where it listens:\n" + "\n".join(seen))
-
-
 def test_a_pilot_serves_once_bound_and_logs_each_unconfirmed_fact(
     tmp_path: Path, sqlite_url: str, flows: FlowSet
 ) -> None:
@@ -94,7 +45,7 @@ def test_a_pilot_serves_once_bound_and_logs_each_unconfirmed_fact(
         "HAMROH_ALLOW_UNCONFIRMED": "true",
     }
     seen: list[str] = []
-    with serving(tmp_path, **pilot) as (process, lines):
+    with serving_process(tmp_path, **pilot) as (process, lines):
         url = until_serving(lines, seen)
         assert httpx.get(f"{url}/healthz", timeout=5).status_code == 200  # at once: the socket is bound
         assert process.poll() is None

@@ -7,9 +7,6 @@ the test pauses and cuts, and in front of an SQLite file another process holds l
 from __future__ import annotations
 
 import asyncio
-import os
-import queue
-import re
 import sqlite3
 import subprocess
 import sys
@@ -31,7 +28,15 @@ from bot.conversation.flows import FlowSet
 from bot.service import Hamroh
 from bot.store.crypto import Vault
 from bot.store.db import create_engine
-from tests.conftest import TEST_ENCRYPTION_KEY, TEST_HASH_KEY, Clock, Tokens, settings_for_tests
+from tests.conftest import (
+    TEST_ENCRYPTION_KEY,
+    TEST_HASH_KEY,
+    Clock,
+    Tokens,
+    serving_process,
+    settings_for_tests,
+    until_serving,
+)
 from tests.fakes.telegram_api import Her
 from tests.fakes.twilio_api import inbound_sms_form, new_sid, signed_request
 
@@ -42,7 +47,6 @@ ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
 AUTH_TOKEN = "0f1e2d3c4b5a69788796a5b4c3d2e1f0"
 HAMROH_NUMBER = "+15005550006"
 TELEGRAM_SECRET = "webhook-secret_0123456789"
-SERVING = re.compile(r"serving on (http://\S+)")
 
 
 # --- the pieces: the time limit, the engine's bounds -----------------------------------------------------
@@ -257,10 +261,8 @@ class Proxy:
 @contextmanager
 def serving(tmp_path: Path, database_url: str) -> Iterator[str]:
     """`hamroh serve` on a free port with SMS on and a short turn limit; its base URL once it listens."""
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("HAMROH_")}
-    environment |= {
+    environment = {
         "HAMROH_DATABASE_URL": database_url,
-        "HAMROH_VAR_DIR": str(tmp_path),
         "HAMROH_ENCRYPTION_KEY": TEST_ENCRYPTION_KEY,
         "HAMROH_HASH_KEY": TEST_HASH_KEY,
         "HAMROH_TURN_TIMEOUT_SECONDS": str(LIMIT),
@@ -271,28 +273,8 @@ def serving(tmp_path: Path, database_url: str) -> Iterator[str]:
         "HAMROH_TWILIO_API_URL": "http://127.0.0.1:9",  # nothing is sent here: no dispatcher runs
         "HAMROH_DISPATCH_IN_PROCESS": "false",
     }
-    lines: queue.Queue[str] = queue.Queue()
-    with subprocess.Popen(
-        [sys.executable, "-m", "bot.cli", "serve", "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=environment,
-        cwd=tmp_path,
-    ) as process:
-        assert process.stdout is not None
-        output = process.stdout
-        threading.Thread(target=lambda: [lines.put(line) for line in output], daemon=True).start()
-        try:
-            seen: list[str] = []
-            deadline = time.monotonic() + 60
-            while not (match := SERVING.search(seen[-1] if seen else "")):
-                assert time.monotonic() < deadline, "serve never said where it listens:\n" + "".join(seen)
-                seen.append(lines.get(timeout=deadline - time.monotonic()))
-            yield match.group(1)
-        finally:
-            process.terminate()
-            process.wait(timeout=20)
+    with serving_process(tmp_path, **environment) as (_, lines):
+        yield until_serving(lines, [])
 
 
 class Twilio:

@@ -14,21 +14,10 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import TEST_ENCRYPTION_KEY, TEST_HASH_KEY, run_hamroh
+from tests.test_deploy_check import GOOD_SECRET, PRODUCTION
 
-TELEGRAM_TOKEN = "123456789:AAbbCCddEEffGGhhIIjjKKllMMnnOOppQQ"
-GOOD_SECRET = "a-long-webhook-secret_0123456789"
 TWILIO_TOKEN = "0123456789abcdef0123456789abcdef"
 LOG_RECORD = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ (DEBUG|INFO|WARNING) ")
-
-# Ready for production: keys, Telegram with a good secret, an https URL, no simulator.
-PRODUCTION = {
-    "HAMROH_ENV": "production",
-    "HAMROH_ENCRYPTION_KEY": TEST_ENCRYPTION_KEY,
-    "HAMROH_HASH_KEY": TEST_HASH_KEY,
-    "HAMROH_TELEGRAM_TOKEN": TELEGRAM_TOKEN,
-    "HAMROH_TELEGRAM_SECRET": GOOD_SECRET,
-    "HAMROH_PUBLIC_URL": "https://hamroh.example.org",
-}
 SMS = {
     "HAMROH_TWILIO_ACCOUNT_SID": "AC" + "0" * 32,
     "HAMROH_TWILIO_AUTH_TOKEN": TWILIO_TOKEN,
