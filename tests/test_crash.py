@@ -30,12 +30,22 @@ REPLIES_EACH = 6
 BULK = 60
 
 
-async def fill_outbox(url: str, vault: Vault, clock: Clock) -> None:
+async def fill_outbox(
+    url: str,
+    vault: Vault,
+    clock: Clock,
+    *,
+    women: int = WOMEN,
+    replies_each: int = REPLIES_EACH,
+    bulk: int = BULK,
+    first_chat: int = 5000,
+) -> None:
+    """Replies to `women` women ("reply n-m", in order for each) and `bulk` announcements ("news n")."""
     engine = create_engine(url)
     try:
         async with transaction(engine) as db:
-            for n in range(WOMEN):
-                address = f"tg:{5000 + n}"
+            for n in range(women):
+                address = f"tg:{first_chat + n}"
                 contact = telegram_contact(vault, address, clock())
                 db.add(contact)
                 await db.flush()
@@ -48,10 +58,10 @@ async def fill_outbox(url: str, vault: Vault, clock: Clock) -> None:
                         body={"text": f"reply {n}-{m}"},
                         now=clock(),
                     )
-                    for m in range(REPLIES_EACH)
+                    for m in range(replies_each)
                 ]
                 await outbox.add(db, rows)
-            bulk = [
+            news = [
                 outbox.row(
                     vault,
                     contact_id=None,
@@ -61,9 +71,9 @@ async def fill_outbox(url: str, vault: Vault, clock: Clock) -> None:
                     now=clock(),
                     kind="bulk",
                 )
-                for n in range(BULK)
+                for n in range(bulk)
             ]
-            await outbox.add(db, bulk)
+            await outbox.add(db, news)
     finally:
         await engine.dispose()
 

@@ -20,10 +20,9 @@ import pytest
 
 from bot import outbox
 from bot.store.crypto import Vault
-from bot.store.db import create_engine, transaction
-from tests.conftest import TEST_ENCRYPTION_KEY, TEST_HASH_KEY, Clock, telegram_contact
+from tests.conftest import TEST_ENCRYPTION_KEY, TEST_HASH_KEY, Clock
 from tests.fakes.telegram_api import Call, FakeTelegram
-from tests.test_crash import rows_by_text, wait_until
+from tests.test_crash import fill_outbox, rows_by_text, wait_until
 
 HOLD = 2.0  # seconds a frozen sender keeps the lock (production: 10)
 WOMEN = 50
@@ -32,48 +31,6 @@ BULK = 20
 RATE = 40  # messages a second, so sending lasts long enough to freeze in the middle of it
 
 pytestmark = pytest.mark.postgres
-
-
-async def fill_outbox(url: str, vault: Vault, clock: Clock) -> None:
-    engine = create_engine(url)
-    try:
-        async with transaction(engine) as db:
-            for n in range(WOMEN):
-                contact = telegram_contact(vault, f"tg:{7000 + n}", clock())
-                db.add(contact)
-                await db.flush()
-                texts = [f"reply {n}-{m}" for m in range(REPLIES_EACH)]
-                await outbox.add(
-                    db,
-                    [
-                        outbox.row(
-                            vault,
-                            contact_id=contact.id,
-                            channel="telegram",
-                            sealed_address=contact.address,
-                            body={"text": text},
-                            now=clock(),
-                        )
-                        for text in texts
-                    ],
-                )
-            await outbox.add(
-                db,
-                [
-                    outbox.row(
-                        vault,
-                        contact_id=None,
-                        channel="telegram",
-                        sealed_address=vault.seal(f"tg:{9000 + n}"),
-                        body={"text": f"news {n}"},
-                        now=clock(),
-                        kind="bulk",
-                    )
-                    for n in range(BULK)
-                ],
-            )
-    finally:
-        await engine.dispose()
 
 
 def dispatcher(url: str, fake: FakeTelegram, log: Path) -> subprocess.Popen[bytes]:
@@ -102,7 +59,11 @@ def sends(fake: FakeTelegram) -> list[Call]:
 def test_a_frozen_sender_is_replaced_within_the_hold_and_sends_nothing_more_when_it_wakes(
     postgres_url: str, vault: Vault, clock: Clock, tmp_path: Path
 ) -> None:
-    asyncio.run(fill_outbox(postgres_url, vault, clock))
+    asyncio.run(
+        fill_outbox(
+            postgres_url, vault, clock, women=WOMEN, replies_each=REPLIES_EACH, bulk=BULK, first_chat=7000
+        )
+    )
     with FakeTelegram() as one, FakeTelegram() as other:
         processes = {
             one: dispatcher(postgres_url, one, tmp_path / "one.log"),
