@@ -159,3 +159,12 @@ async def test_clear_this_chat_is_offered_on_telegram_and_explained_on_sms(hamro
     telegram = await woman_at_menu(hamroh, "telegram", "tg")
     asked = await telegram.send("очистить чат")
     assert asked.startswith(first_text(hamroh.flows, "main.clear_chat", "tg"))
+
+
+@pytest.mark.parametrize("typed", ["хабар", "хабарҳо", "новости", "xabar", "news"])
+def test_a_word_for_news_alone_opens_the_subscription_screen(flows: FlowSet, typed: str) -> None:
+    assert where_after(flows, typed).node == "main.announcements"
+
+
+def test_news_of_a_missing_husband_is_not_news_to_subscribe_to(flows: FlowSet) -> None:
+    assert where_after(flows, "аз шавҳарам хабар нест", "tg").node == "family.missing"

@@ -432,3 +432,15 @@ def test_naming_a_language_during_a_case_switches_it_and_keeps_the_case(small: F
     assert turn.session.lang == "ru"
     assert LanguageChanged("ru") in turn.events
     assert not any(isinstance(e, (WroteToCase, CaseLeft)) for e in turn.events)
+
+
+@pytest.mark.parametrize("typed", ["news", "NEWS", "хабар", "xabar"])
+def test_a_word_for_news_alone_opens_the_subscription_screen(small: FlowSet, typed: str) -> None:
+    talk = Talk(small, Session(lang="en", node="legal.alimony"))
+    assert talk.send(typed).text == "News about courses?"
+
+
+def test_a_word_for_news_inside_a_sentence_is_only_a_word(small: FlowSet) -> None:
+    talk = Talk(small, Session(lang="en", node="main.menu"))
+    talk.send("хабар нест")
+    assert talk.session.node != "main.announcements"

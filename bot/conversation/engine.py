@@ -53,6 +53,7 @@ ERASE = "main.erase"
 HELP = "main.help"
 CLEAR_CHAT = "main.clear_chat"  # Telegram can delete its messages; an SMS on her phone only she can
 DELETE_SMS = "main.delete_sms"  # on SMS, where "clear this chat" leads instead: how to delete them herself
+NEWS = "main.announcements"  # where the words for news lead: subscribing to announcements
 CASE_STOP = "main.case_stop"  # a stop word during a case asks first: "enough!" is not always a wish to go
 # Where she was when she asked for a person decides the queue: rights -> legal, feelings -> support.
 QUEUE_OF_FLOW = {"legal": "legal", "helplines": "support", "stories": "support", "safety": "support"}
@@ -305,6 +306,8 @@ def _global_word(acc: _Acc, folded: str) -> bool:
         _enter(acc, ERASE)
     elif folded in words.clear and CLEAR_CHAT in acc.flows.nodes:
         _enter(acc, CLEAR_CHAT)
+    elif folded in words.news and NEWS in acc.flows.nodes:
+        _enter(acc, NEWS)  # only the word alone: "аз шавҳарам хабар нест" is about a missing husband
     else:
         return False
     return True

@@ -331,6 +331,7 @@ def _words(spec: WordsSpec) -> Words:
         stop=folded(spec.stop),
         start=folded(spec.start),
         clear=folded(spec.clear),
+        news=folded(spec.news),
         languages=MappingProxyType({str(k): v for k, v in spec.languages.items()}),
         erase_phrases=tuple(sorted(folded(spec.erase_phrases))),
         language_names=MappingProxyType(

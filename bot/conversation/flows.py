@@ -130,6 +130,7 @@ class Words:
     stop: frozenset[str]
     start: frozenset[str]
     clear: frozenset[str]
+    news: frozenset[str]  # exactly one of these: the news subscription screen
     languages: Mapping[str, str]  # language -> its name in itself (the welcome's buttons)
     erase_phrases: tuple[str, ...] = ()  # folded phrases that ask to delete her data anywhere in a message
     language_names: Mapping[str, str] = field(default_factory=dict)  # folded name -> language

@@ -115,6 +115,7 @@ class WordsSpec(_Spec):
     stop: list[str]
     start: list[str]
     clear: list[str] = []
+    news: list[str] = []  # a message that is exactly one of these opens the news subscription screen
     erase_phrases: list[str] = []  # "delete my data" anywhere in her message (then confirmed)
     languages: dict[Literal["tg", "ru", "en"], str]
     language_names: dict[Literal["tg", "ru", "en"], list[str]] = {}  # other ways to name a language
