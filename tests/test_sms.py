@@ -51,7 +51,7 @@ AUTH_TOKEN = "0f1e2d3c4b5a69788796a5b4c3d2e1f0"
 SERVICE_SID = "MG" + "fedcba9876543210" * 2
 HAMROH_NUMBER = "+15005550006"
 PHONE = "+992937711942"
-SHORT_TIMEOUT = 0.3
+SHORT_TIMEOUT = 1.0  # long enough for a busy machine to answer, short enough to wait out a hang
 STORED = (Contact, ConversationState, Delivery, OutboxMessage, RequestLogEntry)
 
 
