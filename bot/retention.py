@@ -219,8 +219,7 @@ async def _old_outbox(
     )
     rows = (await db.exec(query)).all()
     if rows:
-        sids = twilio_sids(sid for _, channel, sid in rows if channel == "sms")
-        done.sms_to_delete += queue_sms_deletion(db, vault, sids, now)
+        done.sms_to_delete += queue_sms_deletion(db, vault, _sms_sids(rows), now)
         await db.exec(sa.delete(OutboxMessage).where(col(OutboxMessage.id).in_([r[0] for r in rows])))
         done.outbox_deleted += len(rows)
 
@@ -235,10 +234,14 @@ async def _old_deliveries(
     )
     rows = (await db.exec(query)).all()
     if rows:
-        sids = twilio_sids(sid for _, channel, sid in rows if channel == "sms")
-        done.sms_to_delete += queue_sms_deletion(db, vault, sids, now)
+        done.sms_to_delete += queue_sms_deletion(db, vault, _sms_sids(rows), now)
         await db.exec(sa.delete(Delivery).where(col(Delivery.id).in_([r[0] for r in rows])))
         done.deliveries_deleted += len(rows)
+
+
+def _sms_sids(rows: Sequence[tuple[int | None, str, str | None]]) -> list[str]:
+    """The Twilio ids among rows of (id, channel, provider id): their SMS are deleted before the rows go."""
+    return twilio_sids(sid for _, channel, sid in rows if channel == "sms")
 
 
 async def _trim_histories(db: AsyncSession, cutoff: datetime, batch: int) -> int:
