@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api import auth, console, health, rest, simulator, sms, telegram
+from api import auth, console, coordinate, health, rest, simulator, sms, telegram
 from api.deps import LoginRequired
 from api.templating import static_files
 from bot.cases.listen import Listener
@@ -63,6 +63,7 @@ def create_app(
     app.state.listener = listener
     app.include_router(health.router)
     app.include_router(console.router)
+    app.include_router(coordinate.router)
     app.mount("/static", static_files, name="static")
     app.add_exception_handler(LoginRequired, auth.to_login)
     app.include_router(auth.router)

@@ -4,6 +4,7 @@ The routes come from the app's own route table, so a new route cannot be left ou
 route missing from ACCESS below (and for a row whose route is gone). Adding a route means adding its row:
 
     ("GET", "/console"): COUNSELLING,
+    ("GET", "/coordinate"): COORDINATING,
     ("POST", "/console/cases/{case_id}/claim"): COUNSELLING,
     ("GET", "/api/reports/monthly"): ("coordinator", "admin"),
 

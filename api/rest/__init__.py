@@ -9,14 +9,15 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.openapi.utils import get_openapi
 
-from api.rest import cases
+from api.rest import announcements, cases, courses, reports
 from api.rest.errors import ApiRoute
 
 TITLE = "Hamroh API"
 VERSION = "1"
 
 router = APIRouter(prefix="/api", route_class=ApiRoute)
-router.include_router(cases.router)
+for part in (cases.router, announcements.router, courses.router, reports.router):
+    router.include_router(part)
 
 
 @cache

@@ -7,14 +7,21 @@ Owns the schema every other package reads and writes. Must never import the engi
 
 from sqlmodel import SQLModel
 
+from bot.store.announcements import (
+    NEWS_TOPICS,
+    Announcement,
+    AnnouncementRecipient,
+    AnnouncementText,
+    Subscription,
+)
 from bot.store.cases import OPEN_STATUSES, Case, CaseEvent, CaseMessage
+from bot.store.courses import PARTNER_FIELDS, CourseRow, Enrolment
 from bot.store.feed import ConsoleEvent, JobRun
 from bot.store.staff import ROLES, AuditEntry, LoginThrottle, Staff, StaffSession
 from bot.store.tables import (
     ChatMessage,
     Contact,
     ConversationState,
-    CourseRow,
     Delivery,
     OutboxMessage,
     RequestLogEntry,
@@ -25,8 +32,13 @@ METADATA = SQLModel.metadata
 
 __all__ = [
     "METADATA",
+    "NEWS_TOPICS",
     "OPEN_STATUSES",
+    "PARTNER_FIELDS",
     "ROLES",
+    "Announcement",
+    "AnnouncementRecipient",
+    "AnnouncementText",
     "AuditEntry",
     "Case",
     "CaseEvent",
@@ -37,11 +49,13 @@ __all__ = [
     "ConversationState",
     "CourseRow",
     "Delivery",
+    "Enrolment",
     "JobRun",
     "LoginThrottle",
     "OutboxMessage",
     "RequestLogEntry",
     "Staff",
     "StaffSession",
+    "Subscription",
     "UTCDateTime",
 ]

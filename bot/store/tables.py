@@ -6,7 +6,7 @@ pseudonym, never an address; sessions hold where she is in the conversation, nev
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -141,6 +141,13 @@ class OutboxMessage(SQLModel, table=True):
     delivery: str | None = Field(default=None, max_length=16)  # the provider's last word: delivered, ...
     error_code: str | None = Field(default=None, max_length=16)
     sent_at: datetime | None = utc_time(default=None)
+    # A bulk row (an announcement) carries no address or body of its own (both b""): the dispatcher reads
+    # her contact's sealed address and this text, sealed once for every woman of one language and letters.
+    announcement_text_id: int | None = Field(
+        default=None,
+        sa_column_args=[sa.ForeignKey("announcement_texts.id", ondelete="SET NULL")],
+        nullable=True,
+    )
 
 
 class ChatMessage(SQLModel, table=True):
@@ -166,19 +173,3 @@ class RequestLogEntry(SQLModel, table=True):
     lang: str | None = Field(default=None, max_length=8)
     district: str | None = Field(default=None, max_length=64)
     pseudonym: str = Field(max_length=32)
-
-
-class CourseRow(SQLModel, table=True):
-    """A training course, listed to women of its district (or to all when district is empty)."""
-
-    __tablename__ = "courses"
-
-    id: int | None = Field(default=None, primary_key=True)
-    title_tg: str = Field(max_length=200)
-    title_ru: str = Field(max_length=200)
-    title_en: str = Field(default="", max_length=200)
-    district: str | None = Field(default=None, max_length=64, index=True)
-    starts_on: date | None = None
-    example: bool = False  # a demo course seeded by `make run`, never in production
-    active: bool = True
-    created_at: datetime = utc_time()

@@ -1,0 +1,7 @@
+"""The coordinators' courses pages."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter(prefix="/coordinate/courses")
