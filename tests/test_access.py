@@ -4,7 +4,6 @@ The routes come from the app's own route table, so a new route cannot be left ou
 route missing from ACCESS below (and for a row whose route is gone). Adding a route means adding its row:
 
     ("GET", "/console"): COUNSELLING,
-    ("GET", "/coordinate"): COORDINATING,
     ("POST", "/console/cases/{case_id}/claim"): COUNSELLING,
     ("GET", "/api/reports/monthly"): ("coordinator", "admin"),
 
@@ -75,6 +74,7 @@ ACCESS: dict[tuple[str, str], Access] = {
     ("POST", "/api/cases/{case_id}/close"): COUNSELLING,
     ("POST", "/api/cases/{case_id}/transfer"): COUNSELLING,
     ("GET", "/console"): COUNSELLING,
+    ("GET", "/coordinate"): COORDINATING,
     ("GET", "/console/audit"): ("admin",),
     ("GET", "/console/queue"): COUNSELLING,
     ("GET", "/console/events"): COUNSELLING,
