@@ -81,6 +81,11 @@ class Settings(BaseSettings):
     transcript_days: float = Field(default=30, gt=0)  # closed cases and their transcripts are purged after
     jobs_interval_seconds: float = Field(default=30, ge=1)
 
+    # Announcements: no send inside quiet hours (Asia/Dushanbe; "" for none) unless a reason is given,
+    # and, when asked for, a second coordinator approves each one before it can be sent.
+    announce_quiet_hours: str = "21:00-08:00"
+    announce_needs_approval: bool = False
+
     # Retention (see README, Privacy): how long what is kept about her stays.
     outbox_body_minutes: float = Field(default=0, ge=0, le=1440)  # a sent message's text and address
     outbox_days: float = Field(default=3, gt=0, le=90)  # then the sent message row itself
@@ -129,6 +134,19 @@ class Settings(BaseSettings):
         except HoursError as exc:
             raise ValueError(f"HAMROH_SERVICE_HOURS: {exc} (e.g. 'mon-fri 09-18, sat 10-14')") from None
         return value
+
+    @field_validator("announce_quiet_hours")
+    @classmethod
+    def _quiet_hours_are_readable(cls, value: str) -> str:
+        from bot.conversation.hours import HoursError, parse
+
+        if value.strip().lower() in ("always", "24/7"):  # parse() reads these as open all day
+            raise ValueError("HAMROH_ANNOUNCE_QUIET_HOURS cannot be the whole day; leave it empty for none")
+        try:
+            parse(value)
+        except HoursError as exc:
+            raise ValueError(f"HAMROH_ANNOUNCE_QUIET_HOURS: {exc} (e.g. '21:00-08:00', or empty)") from None
+        return value.strip()
 
     @model_validator(mode="after")
     def _telegram_secret_is_usable(self) -> Settings:
