@@ -91,6 +91,19 @@ ACCESS: dict[tuple[str, str], Access] = {
     ("POST", "/console/cases/{case_id}/safe-hours"): COUNSELLING,
     ("POST", "/console/cases/{case_id}/close"): COUNSELLING,
     ("POST", "/console/cases/{case_id}/unmask"): COUNSELLING,
+    ("GET", "/coordinate/courses"): COORDINATING,
+    ("POST", "/coordinate/courses"): COORDINATING,
+    ("GET", "/coordinate/courses/new"): COORDINATING,
+    ("GET", "/coordinate/courses/{course_id}"): COORDINATING,
+    ("POST", "/coordinate/courses/{course_id}"): COORDINATING,
+    ("POST", "/coordinate/courses/{course_id}/deactivate"): COORDINATING,
+    ("POST", "/coordinate/courses/{course_id}/activate"): COORDINATING,
+    ("GET", "/coordinate/courses/{course_id}/enrolments.csv"): COORDINATING,
+    ("GET", "/api/courses"): COORDINATING,
+    ("POST", "/api/courses"): COORDINATING,
+    ("PATCH", "/api/courses/{course_id}"): COORDINATING,
+    ("DELETE", "/api/courses/{course_id}"): COORDINATING,
+    ("GET", "/api/courses/{course_id}/enrolments.csv"): COORDINATING,
 }
 
 SAMPLES: dict[str, str] = {}  # a path parameter's sample value, by name, where 999999 will not do

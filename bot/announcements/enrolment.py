@@ -149,32 +149,41 @@ async def cancel(
     mine.status, mine.details, mine.updated_at = CANCELLED, None, now
     db.add(mine)
     await db.flush()
-    if held_place and is_open(course, now):
-        await _move_up(db, vault, flows, course, now)
+    if held_place:
+        await fill_places(db, vault, flows, course, now)
     return True
 
 
-async def _move_up(db: AsyncSession, vault: Vault, flows: FlowSet, course: CourseRow, now: datetime) -> None:
+async def fill_places(
+    db: AsyncSession, vault: Vault, flows: FlowSet, course: CourseRow, now: datetime
+) -> int:
+    """Move women up from the waiting list (oldest first) into the places free, each told through the
+    outbox (`place_freed`); how many moved. Call with the course's row locked (lock_course)."""
     assert course.id is not None
-    if course.capacity is not None and await _enrolled_count(db, course.id) >= course.capacity:
-        return
+    if not is_open(course, now):
+        return 0
     query = (
         select(Enrolment)
         .where(Enrolment.course_id == course.id, Enrolment.status == WAITING)
         .order_by(col(Enrolment.created_at), col(Enrolment.id))
-        .limit(1)
     )
-    nextup = (await db.exec(query)).first()
-    if nextup is None:
-        return
-    nextup.status, nextup.updated_at = ENROLLED, now
-    db.add(nextup)
-    contact = await db.get(Contact, nextup.contact_id)
-    if contact is not None:
-        row = tell_row(vault, flows, contact=contact, key="place_freed", course=course, now=now)
-        if row is not None:
-            db.add(row)
+    if course.capacity is not None:
+        free = course.capacity - await _enrolled_count(db, course.id)
+        if free <= 0:
+            return 0
+        query = query.limit(free)
+    moved = 0
+    for nextup in (await db.exec(query)).all():
+        nextup.status, nextup.updated_at = ENROLLED, now
+        db.add(nextup)
+        moved += 1
+        contact = await db.get(Contact, nextup.contact_id)
+        if contact is not None:
+            row = tell_row(vault, flows, contact=contact, key="place_freed", course=course, now=now)
+            if row is not None:
+                db.add(row)
     await db.flush()
+    return moved
 
 
 def tell_row(
