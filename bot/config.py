@@ -80,6 +80,9 @@ class Settings(BaseSettings):
     waiting_abandoned_hours: float = Field(default=72, gt=0)  # she has not written: the case closes
     transcript_days: float = Field(default=30, gt=0)  # closed cases and their transcripts are purged after
     jobs_interval_seconds: float = Field(default=30, ge=1)
+    # Training: each woman holding a place is reminded this long before her course begins (09:00 Dushanbe
+    # time on its first day).
+    course_reminder_hours: float = Field(default=24, gt=0, le=24 * 14)
 
     # Announcements: no send inside quiet hours (Asia/Dushanbe; "" for none) unless a reason is given,
     # and, when asked for, a second coordinator approves each one before it can be sent.

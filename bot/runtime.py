@@ -9,6 +9,7 @@ import secrets
 from datetime import UTC, datetime, timedelta
 
 from bot import retention
+from bot.announcements import reminders
 from bot.cases import jobs
 from bot.config import Settings
 from bot.conversation import hours
@@ -174,5 +175,16 @@ async def run_case_jobs(settings: Settings, hamroh: Hamroh, stop: asyncio.Event)
             )
         except Exception as exc:  # as above: nothing is lost by waiting a round
             log.warning("retention failed (%s); trying again", type(exc).__name__)
+        try:
+            await reminders.run_if_due(
+                hamroh.engine,
+                hamroh.vault,
+                hamroh.flows,
+                before=timedelta(hours=settings.course_reminder_hours),
+                every=every,
+                now=hamroh.clock(),
+            )
+        except Exception as exc:  # as above: a reminder due now is queued next round
+            log.warning("course reminders failed (%s); trying again", type(exc).__name__)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), every.total_seconds())

@@ -206,6 +206,12 @@ async def update(
     _write(course, clean)
     course.updated_at = now
     db.add(course)
+    if clean.starts_on != before.starts_on:  # a new first day: each woman is reminded of it
+        await db.exec(
+            sa.update(Enrolment)
+            .where(col(Enrolment.course_id) == course_id, col(Enrolment.status).in_(LIVE))
+            .values(reminded_at=None)
+        )
     await db.flush()
     await fill_places(db, vault, flows, course, now)
     return course
