@@ -96,6 +96,9 @@ class Settings(BaseSettings):
     session_history_hours: float = Field(default=24, gt=0, le=24 * 90)  # the way back through the menus
     inactive_days: float = Field(default=365, ge=30, le=3650)  # then she is erased, without a message
 
+    # Reports: a count under this is hidden (with others, so that totals cannot give it back).
+    report_min_cell: int = Field(default=5, ge=2, le=100)
+
     @model_validator(mode="after")
     def _production_needs_keys(self) -> Settings:
         if self.env == "production":

@@ -61,6 +61,22 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_enrolments_contact_id'), ['contact_id'], unique=False)
         batch_op.create_index('ix_enrolments_course_status', ['course_id', 'status', 'id'], unique=False)
 
+    op.create_table('request_counts',
+    sa.Column('month', sqlmodel.sql.sqltypes.AutoString(length=7), nullable=False),
+    sa.Column('topic', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+    sa.Column('channel', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
+    sa.Column('lang', sqlmodel.sql.sqltypes.AutoString(length=8), nullable=False),
+    sa.Column('district', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+    sa.Column('requests', sa.Integer(), nullable=False),
+    sa.PrimaryKeyConstraint('month', 'topic', 'channel', 'lang', 'district')
+    )
+    op.create_table('request_months',
+    sa.Column('month', sqlmodel.sql.sqltypes.AutoString(length=7), nullable=False),
+    sa.Column('requests', sa.Integer(), nullable=False),
+    sa.Column('women', sa.Integer(), nullable=False),
+    sa.Column('rolled_at', bot.store.tables.UTCDateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('month')
+    )
     op.create_table('subscriptions',
     sa.Column('contact_id', sa.Integer(), nullable=False),
     sa.Column('topic', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
@@ -119,6 +135,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_table('request_months')
+    op.drop_table('request_counts')
     with op.batch_alter_table('outbox', schema=None) as batch_op:
         batch_op.drop_constraint('fk_outbox_announcement_text', type_='foreignkey')
         batch_op.drop_column('announcement_text_id')
