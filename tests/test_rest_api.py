@@ -302,6 +302,9 @@ async def test_the_api_publishes_its_own_schema(client: httpx.AsyncClient) -> No
         "/api/cases/{case_id}/messages",
         "/api/cases/{case_id}/close",
         "/api/cases/{case_id}/transfer",
+        "/api/courses",
+        "/api/courses/{course_id}",
+        "/api/courses/{course_id}/enrolments.csv",
     }
     messages = schema["paths"]["/api/cases/{case_id}/messages"]["post"]
     assert "202" in messages["responses"]
