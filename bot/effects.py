@@ -10,13 +10,21 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot import outbox
+from bot.announcements import enrolment, subscriptions
 from bot.cases import intake
 from bot.channels.simulated import is_simulated
+from bot.conversation import screens
+from bot.conversation.flows import FlowSet
 from bot.conversation.model import (
+    CancelRequested,
     Channel,
     ClearChatRequested,
+    Course,
+    EnrolRequested,
     EscalationRequested,
     Event,
+    NewsChanged,
+    Reply,
     Session,
     TopicViewed,
 )
@@ -72,6 +80,51 @@ async def apply(
                         simulated=simulated,
                     )
                 )
+
+
+async def store_decides(
+    db: AsyncSession,
+    vault: Vault,
+    flows: FlowSet,
+    contact: Contact,
+    events: Sequence[Event],
+    *,
+    session: Session,
+    courses: Sequence[Course],
+    channel: Channel,
+    address: str,
+    now: datetime,
+) -> tuple[tuple[Reply, ...], bool]:
+    """Her news topics, her enrolments and cancellations, applied in the turn's transaction; and the
+    replies that say what the store decided (a place, the waiting list, ...). The flag is True when a
+    course turned out closed, so the courses are to be read again."""
+    assert contact.id is not None
+    replies: list[Reply] = []
+    closed = False
+    for event in events:
+        match event:
+            case NewsChanged(topics=topics):
+                await subscriptions.set_topics(db, contact, topics, now)
+            case EnrolRequested(course=course_id, details=details, share_address=share_address):
+                shared = dict(details)
+                if share_address:
+                    shared["phone"] = (
+                        address  # on SMS her address is her phone number: she agreed to share it
+                    )
+                outcome = await enrolment.enrol(
+                    db, vault, course_id=course_id, contact_id=contact.id, details=shared, now=now
+                )
+                closed = closed or outcome == "closed"
+                course = next((c for c in courses if c.id == course_id), None)
+                replies.append(screens.enrolment_outcome(flows, session, outcome, course, channel))
+            case CancelRequested(course=course_id):
+                done = await enrolment.cancel(
+                    db, vault, flows, course_id=course_id, contact_id=contact.id, now=now
+                )
+                course = next((c for c in courses if c.id == course_id), None)
+                said = "cancelled" if done else "not_enrolled"
+                replies.append(screens.enrolment_outcome(flows, session, said, course, channel))
+    return tuple(replies), closed
 
 
 async def clearable_message_ids(db: AsyncSession, contact_id: int, now: datetime) -> list[int]:

@@ -8,6 +8,7 @@ that the triage rules get wrong.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections import deque
 from collections.abc import Iterator
@@ -20,7 +21,8 @@ from bot.channels.telegram import CALLBACK_DATA_LIMIT
 from bot.conversation.flows import AWAY_NODE, MAIN_FLOW, SAFETY_FLOW, SYSTEM_NODES, FlowSet, Node
 from bot.conversation.flowspec import Problem, read_yaml
 from bot.conversation.i18n import msgids_with_lines
-from bot.conversation.model import OFFERED_LANGUAGES, SOURCE_KEY, Reply, Script, Session
+from bot.conversation.listings import node_listing
+from bot.conversation.model import NEWS_TOPICS, OFFERED_LANGUAGES, SOURCE_KEY, Course, Reply, Script, Session
 from bot.conversation.screens import WELCOME_FREE, brief, not_understood, safety, screen, welcome
 from bot.conversation.text import fold
 from bot.conversation.triage import CATEGORIES
@@ -52,6 +54,25 @@ ALARMING_WORDS = (
     "таҷовуз",
 )
 EMERGENCY = "emergency"  # the directory entry of 112: first on every danger screen
+# Screens filled from the database are checked with courses of ordinary length (a coordinator's page
+# warns about long titles): two courses near her, one of them hers, with a partner who asks for both
+# her phone and her name.
+EXAMPLE_DISTRICT = "bokhtar"
+EXAMPLE_COURSES = (
+    Course(
+        {"tg": "Дӯзандагӣ ва тарроҳии либос", "ru": "Швейное дело и дизайн одежды", "en": "Sewing"},
+        EXAMPLE_DISTRICT,
+        dt.date(2027, 1, 11),
+        id=1,
+        place="Бохтар, кӯчаи Айнӣ 12",
+        ends=dt.date(2027, 2, 28),
+        capacity=10,
+        places_left=3,
+        partner="Ташкилоти Занон",
+        partner_fields=("phone", "name"),
+    ),
+    Course({"tg": "Нонпазӣ", "ru": "Выпечка", "en": "Baking"}, None, id=2, standing="waiting"),
+)
 
 
 @dataclass(frozen=True)
@@ -120,13 +141,26 @@ def unreachable(flows: FlowSet) -> Iterator[Problem]:
     queue = deque(roots)
     while queue:
         node = flows.nodes[queue.popleft()]
-        for target in [o.target for o in node.options] + ([node.next] if node.next else []):
+        for target in (
+            [o.target for o in node.options] + ([node.next] if node.next else []) + led_by(flows, node)
+        ):
             if target not in seen:
                 seen.add(target)
                 queue.append(target)
     for ref, node in flows.nodes.items():
         if ref not in seen:
             yield Problem(node.file, node.line, f"{ref}: unreachable from the main menu")
+
+
+def led_by(flows: FlowSet, node: Node) -> list[str]:
+    """Nodes the engine leads to from `node` beyond its options: a listed course opens the course's
+    screen; enrolling asks what the partner needs first."""
+    if node.listing in ("courses", "mine"):
+        course = node_listing(flows, "course")
+        return [course.ref] if course else []
+    if node.action is not None and node.action.kind == "enrol":
+        return [n.ref for n in flows.nodes.values() if n.ask and (n.save or "").startswith("enrol_")]
+    return []
 
 
 def untranslated(flows: FlowSet, flows_dir: Path) -> Iterator[Problem]:
@@ -151,8 +185,16 @@ def screens_of(flows: FlowSet, lang: str) -> Iterator[tuple[Node | None, str, Re
     yield None, "welcome", welcome(flows)
     for node in flows.nodes.values():
         session = Session(lang=lang, node=node.ref)
+        courses: tuple[Course, ...] = ()
+        if node.listing:
+            session = Session(lang=lang, node=node.ref, district=EXAMPLE_DISTRICT, course=1).with_news(
+                NEWS_TOPICS
+            )
+            courses = EXAMPLE_COURSES
         for part in range(len(node.texts)):
-            shown = safety(flows, session, node) if node.danger else screen(flows, session, node, part, ())
+            shown = (
+                safety(flows, session, node) if node.danger else screen(flows, session, node, part, courses)
+            )
             yield node, f"part {part + 1}", shown
         if node.fact and node.source:
             text = f"{flows.text(lang, flows.strings['source_is'])} {flows.text(lang, node.source)}"

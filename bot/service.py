@@ -11,7 +11,7 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -21,6 +21,8 @@ from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot import effects, outbox
+from bot.announcements import catalogue
+from bot.announcements.catalogue import CourseCache as CourseCache  # where callers found it first
 from bot.cases import alerts, deliver, intake, transcript
 from bot.channels import sms, telegram
 from bot.channels.simulated import simulated_address
@@ -31,7 +33,6 @@ from bot.conversation.model import (
     CaseLeft,
     Channel,
     Counsellors,
-    Course,
     DangerDetected,
     EraseRequested,
     EscalationRequested,
@@ -44,7 +45,7 @@ from bot.conversation.model import (
     Turn,
     WroteToCase,
 )
-from bot.store import Case, Contact, ConversationState, CourseRow, Delivery
+from bot.store import Case, Contact, ConversationState, Delivery
 from bot.store.crypto import Vault, normalise_address
 from bot.store.db import transaction
 
@@ -77,36 +78,6 @@ class Outcome:
     contact_id: int | None = None
     outbox_ids: tuple[int, ...] = ()
     events: tuple[Event, ...] = ()
-
-
-@dataclass
-class CourseCache:
-    """Active courses, read at most once a minute (they change rarely; turns are many)."""
-
-    clock: Callable[[], datetime]
-    ttl: timedelta = timedelta(seconds=60)
-    _courses: tuple[Course, ...] = ()
-    _read_at: datetime | None = None
-
-    async def get(self, db: AsyncSession) -> tuple[Course, ...]:
-        """The active courses, from memory when read recently."""
-        now = self.clock()
-        if self._read_at is None or now - self._read_at > self.ttl:
-            rows = (await db.exec(select(CourseRow).where(CourseRow.active))).all()
-            self._courses = tuple(
-                Course(
-                    {"tg": r.title_tg, "ru": r.title_ru, "en": r.title_en or r.title_ru},
-                    r.district,
-                    r.starts_on,
-                )
-                for r in sorted(rows, key=lambda r: (r.starts_on is None, r.starts_on, r.id))
-            )
-            self._read_at = now
-        return self._courses
-
-    def forget(self) -> None:
-        """Read the courses again on the next turn (after a coordinator changed them)."""
-        self._read_at = None
 
 
 @dataclass
@@ -171,15 +142,20 @@ class Hamroh:
         case = await intake.open_case_of(db, contact)
         if contact.safe_hours is not None:  # only then can anything be held for her
             await deliver.release_held(db, contact.id, now)  # her writing releases what waited
-        turn = step(
-            self.flows,
-            session,
-            Input(inbound.text, inbound.button, inbound.media, inbound.channel),
-            now,
-            courses=courses,
-            case=intake.as_seen_by_engine(case),
-            counsellors=self.counsellors(now),
-        )
+        inp = Input(inbound.text, inbound.button, inbound.media, inbound.channel)
+        seen_case, counsellors = intake.as_seen_by_engine(case), self.counsellors(now)
+        read_for: tuple[int | None] | None = None  # the course whose places were read; None: nothing read
+        if catalogue.needs_live(self.flows, session.node):  # her numbers pick from what those figures show
+            read_for = (session.course,)
+            courses = await catalogue.with_live(db, courses, contact_id=contact.id, course_id=session.course)
+        turn = step(self.flows, session, inp, now, courses=courses, case=seen_case, counsellors=counsellors)
+        if catalogue.needs_live(self.flows, turn.session.node) and read_for != (turn.session.course,):
+            # The screen she goes to shows places left or her standing: read them, and show it with them.
+            course_id = turn.session.course
+            courses = await catalogue.with_live(db, courses, contact_id=contact.id, course_id=course_id)
+            turn = step(
+                self.flows, session, inp, now, courses=courses, case=seen_case, counsellors=counsellors
+            )
         if any(isinstance(e, EraseRequested) for e in turn.events):
             await effects.erase_her(db, self.vault, contact, address, now)
             if inbound.provider_id is not None:  # still drop a redelivery of this very message
@@ -200,6 +176,21 @@ class Hamroh:
             now=now,
             simulated=inbound.simulated,
         )
+        decided, closed = await effects.store_decides(
+            db,
+            self.vault,
+            self.flows,
+            contact,
+            turn.events,
+            session=turn.session,
+            courses=courses,
+            channel=inbound.channel,
+            address=address,
+            now=now,
+        )
+        if closed:
+            self.courses.forget()  # a course closed since it was read: list what is open now
+        turn = replace(turn, replies=turn.replies + decided)
         ids = await self._queue(db, contact.id, inbound, address, turn, now)
         if case is not None:  # what the bot told her belongs to the transcript the counsellor reads
             for reply in turn.replies:

@@ -7,27 +7,20 @@ Whatever she sends, the engine answers with something useful in her language and
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
 
-from bot.conversation import hours, screens, triage
+from bot.conversation import actions, answers, listings, screens, triage, unchosen
 from bot.conversation.flows import AWAY_NODE, SAFETY_FLOW, FlowSet, Node
 from bot.conversation.model import (
     LANGUAGES,
     MORE_KEY,
     OFFERED_LANGUAGES,
-    SCRIPTS,
     SOURCE_KEY,
     CaseLeft,
-    Channel,
-    ClearChatRequested,
     Counsellors,
     Course,
     DangerDetected,
-    DistrictSet,
-    EraseRequested,
-    EscalationRequested,
-    Event,
     Input,
     LanguageChanged,
     OpenCase,
@@ -35,55 +28,25 @@ from bot.conversation.model import (
     OptedOut,
     Option,
     Reply,
-    SafeHoursSet,
-    ScriptChanged,
     Session,
-    Subscribed,
     TopicViewed,
     Turn,
-    Unsubscribed,
     WroteToCase,
 )
+from bot.conversation.state import ALWAYS_OPEN, Acc
 from bot.conversation.text import clean, fold_message, keyword_score
 
 MAX_INPUT = 1000  # characters of her message looked at; nothing longer is needed to route a turn
 MENU = screens.MAIN_MENU
-ALWAYS_OPEN = Counsellors()
 ERASE = "main.erase"
 HELP = "main.help"
 CLEAR_CHAT = "main.clear_chat"  # Telegram can delete its messages; an SMS on her phone only she can
 DELETE_SMS = "main.delete_sms"  # on SMS, where "clear this chat" leads instead: how to delete them herself
 NEWS = "main.announcements"  # where the words for news lead: subscribing to announcements
 CASE_STOP = "main.case_stop"  # a stop word during a case asks first: "enough!" is not always a wish to go
-# Where she was when she asked for a person decides the queue: rights -> legal, feelings -> support.
-QUEUE_OF_FLOW = {"legal": "legal", "helplines": "support", "stories": "support", "safety": "support"}
-
-
-@dataclass
-class _Acc:
-    """The turn being built: the session as it changes, and what it says and does."""
-
-    flows: FlowSet
-    session: Session
-    courses: Sequence[Course]
-    replies: list[Reply]
-    events: list[Event]
-    case: OpenCase | None = None
-    counsellors: Counsellors = ALWAYS_OPEN
-
-    def turn(self) -> Turn:
-        return Turn(self.session, tuple(self.replies), tuple(self.events))
-
-    channel: Channel = "sms"
-
-    @property
-    def lang(self) -> str:
-        return self.session.lang or "tg"
-
-    @property
-    def node(self) -> Node | None:
-        ref = self.session.node
-        return self.flows.nodes.get(ref) if ref else None
+# Questions whose answer may be all digits (a phone number): tried before a number picks an option.
+TYPED_FIRST = ("enrol_phone", "enrol_name_phone")
+SKIP = "skip"  # the option of a question about a partner's details that answers it with nothing
 
 
 def step(
@@ -107,7 +70,7 @@ def step(
         session = replace(session, node=MENU, part=0, history=())
     if session.node is not None and session.node not in flows.nodes:
         session = replace(session, node=MENU, part=0, history=())  # content changed under her
-    acc = _Acc(flows, replace(session, last_active=now), courses, [], [], case, counsellors, inp.channel)
+    acc = Acc(flows, replace(session, last_active=now), courses, [], [], case, counsellors, inp.channel)
     text = clean(inp.text[: MAX_INPUT * 2])[:MAX_INPUT]
     folded = fold_message(text)
     verdict = triage.classify_folded(flows.triage, folded) if inp.button is None and folded else None
@@ -120,7 +83,7 @@ def step(
     return acc.turn()
 
 
-def _danger(acc: _Acc, verdict: triage.Verdict, text: str, media: bool) -> None:
+def _danger(acc: Acc, verdict: triage.Verdict, text: str, media: bool) -> None:
     """The safety screen in her language (in both before she chose one), and an urgent case."""
     if acc.session.opted_out:  # her writing asks for the answer, even after a stop word
         acc.session = replace(acc.session, opted_out=False)
@@ -138,7 +101,7 @@ def _danger(acc: _Acc, verdict: triage.Verdict, text: str, media: bool) -> None:
     acc.replies.append(screens.safety(acc.flows, acc.session, node, acc.channel))
 
 
-def _in_case(acc: _Acc, inp: Input, text: str, folded: str) -> bool:
+def _in_case(acc: Acc, inp: Input, text: str, folded: str) -> bool:
     """Her open case takes her words; True when this turn is done. Menu words leave the case, a stop
     word asks first, erasing still works, and a number still picks an option of the screen she sees."""
     words, node = acc.flows.words, acc.node
@@ -159,10 +122,8 @@ def _in_case(acc: _Acc, inp: Input, text: str, folded: str) -> bool:
     # A number picks from the screen she sees, except in a live chat, where "1" may answer the counsellor;
     # there only the questions she has just been asked (stop? delete?) take numbers.
     picks = acc.case.status == "waiting" or (node is not None and node.ref in (CASE_STOP, ERASE))
-    if picks and folded.isdigit() and node is not None:
-        shown = screens.options(acc.flows, node, acc.session.part, acc.lang, acc.channel)
-        if 1 <= int(folded) <= len(shown):
-            return False
+    if picks and folded.isdigit() and node is not None and 1 <= int(folded) <= len(_shown(acc, node)):
+        return False
     if node is not None and node.ask and _answer(acc, node, text, folded):
         return True
     acc.events.append(WroteToCase(text, inp.media))
@@ -171,7 +132,7 @@ def _in_case(acc: _Acc, inp: Input, text: str, folded: str) -> bool:
     return True
 
 
-def _route(acc: _Acc, inp: Input, text: str, folded: str) -> None:
+def _route(acc: Acc, inp: Input, text: str, folded: str) -> None:
     words = acc.flows.words
     if acc.session.opted_out:
         if folded in words.start:
@@ -186,8 +147,8 @@ def _route(acc: _Acc, inp: Input, text: str, folded: str) -> None:
         return
     if acc.session.lang is None:
         if folded in words.help:
-            _help_before_a_language(acc)
-        elif _erase_before_a_language(acc, inp, folded):
+            unchosen.help_first(acc)
+        elif unchosen.erase_first(acc, inp, folded):
             return
         _first_contact(acc, inp, folded)
         return
@@ -203,6 +164,8 @@ def _route(acc: _Acc, inp: Input, text: str, folded: str) -> None:
     if _global_word(acc, folded):
         return
     node = acc.node
+    if node is not None and node.ask and node.save in TYPED_FIRST and _answer(acc, node, text, folded):
+        return  # a phone number is all digits, and no option's number
     if folded.isdigit() and node is not None:
         _pick(acc, node, int(folded))
         return
@@ -213,62 +176,14 @@ def _route(acc: _Acc, inp: Input, text: str, folded: str) -> None:
         _enter(acc, target)
         return
     if node is not None and node.ask and node.invalid:
-        acc.replies.append(screens.brief(acc.flows, acc.session, node.invalid, node, acc.channel))
+        acc.replies.append(
+            screens.brief(acc.flows, acc.session, node.invalid, node, acc.channel, acc.courses)
+        )
     else:
-        acc.replies.append(screens.not_understood(acc.flows, acc.session, node, acc.channel))
+        acc.replies.append(screens.not_understood(acc.flows, acc.session, node, acc.channel, acc.courses))
 
 
-def _help_before_a_language(acc: _Acc) -> None:
-    """A help word as her first message: the help lines in Tajik and in Russian, before the welcome."""
-    node = acc.flows.node(HELP)
-    texts = []
-    for lang in OFFERED_LANGUAGES:
-        seen_as = replace(acc.session, lang=lang)
-        texts.append(screens.screen(acc.flows, seen_as, node, screens.last_part(node), (), acc.channel).text)
-    acc.replies.append(Reply("\n".join(texts)))
-
-
-def _erase_before_a_language(acc: _Acc, inp: Input, folded: str) -> bool:
-    """ "Delete my data" before she chose a language (her contact exists already): the question, then her
-    answer to it, in Tajik and in Russian. True when this turn is done."""
-    if asks_to_erase(acc.flows, folded):
-        acc.session = replace(acc.session, node=ERASE, part=0, history=())
-        acc.replies.append(_in_both_languages(acc, ERASE))
-        return True
-    if acc.session.node != ERASE:
-        return False
-    node = acc.flows.node(ERASE)
-    shown = screens.options(acc.flows, node, 0, OFFERED_LANGUAGES[0], acc.channel)
-    key = inp.button
-    if key is None and folded.isdigit() and 1 <= int(folded) <= len(shown):
-        key = shown[int(folded) - 1].key
-    option = node.option(key.partition(":")[2]) if key and key.startswith(f"{ERASE}:") else None
-    if option is None:
-        return False  # not an answer to the question: a language, or the welcome again
-    done = acc.flows.nodes.get(option.target)
-    if done is None or done.action is None or done.action.kind != "erase":
-        acc.session = replace(acc.session, node=None, part=0, history=())
-        acc.replies.append(screens.welcome(acc.flows))  # "No": nothing deleted, the choice of language
-        return True
-    acc.session = Session(node=done.ref, last_active=acc.session.last_active)
-    acc.events.append(EraseRequested())
-    acc.replies.append(_in_both_languages(acc, done.ref))
-    return True
-
-
-def _in_both_languages(acc: _Acc, ref: str) -> Reply:
-    """A screen in Tajik then in Russian, each option labelled in both (before she chose a language)."""
-    node = acc.flows.node(ref)
-    shown = [
-        screens.screen(acc.flows, replace(acc.session, lang=lang), node, 0, (), acc.channel)
-        for lang in OFFERED_LANGUAGES
-    ]
-    labels = zip(*(reply.options for reply in shown), strict=True)
-    options = tuple(Option(first.key, " / ".join(o.label for o in (first, *rest))) for first, *rest in labels)
-    return Reply("\n".join(reply.text for reply in shown), options)
-
-
-def _first_contact(acc: _Acc, inp: Input, folded: str) -> None:
+def _first_contact(acc: Acc, inp: Input, folded: str) -> None:
     names = acc.flows.words.language_names
     chosen: str | None = None
     if inp.button and inp.button.startswith("lang:"):
@@ -287,7 +202,7 @@ def _first_contact(acc: _Acc, inp: Input, folded: str) -> None:
     _enter(acc, MENU)
 
 
-def _global_word(acc: _Acc, folded: str) -> bool:
+def _global_word(acc: Acc, folded: str) -> bool:
     words = acc.flows.words
     if folded in words.menu or folded in words.start:
         _enter(acc, MENU)
@@ -314,13 +229,11 @@ def _global_word(acc: _Acc, folded: str) -> bool:
 
 
 def asks_to_erase(flows: FlowSet, folded: str) -> bool:
-    """Whether her message asks to delete her data: exactly a word for it, or a phrase for it anywhere
-    ("пожалуйста, удалите мои данные"). The bot still asks before deleting anything."""
-    words = flows.words
-    return folded in words.erase or any(f" {p} " in f" {folded} " for p in words.erase_phrases)
+    """Whether her message asks to delete her data (then the bot asks before deleting anything)."""
+    return unchosen.asks_to_erase(flows.words, folded)
 
 
-def _switch_language(acc: _Acc, lang: str) -> None:
+def _switch_language(acc: Acc, lang: str) -> None:
     """She named a language: the menu in that language, wherever she was."""
     if lang != acc.session.lang:
         acc.session = replace(acc.session, lang=lang)
@@ -328,7 +241,7 @@ def _switch_language(acc: _Acc, lang: str) -> None:
     _enter(acc, MENU)
 
 
-def _press(acc: _Acc, key: str) -> None:
+def _press(acc: Acc, key: str) -> None:
     """A Telegram button: keys name a node and an option; one that no longer exists leads to the menu."""
     if screens.is_menu_key(key):
         _enter(acc, MENU)
@@ -349,45 +262,48 @@ def _press(acc: _Acc, key: str) -> None:
     elif option_id == SOURCE_KEY and node.source:
         _source(acc, node)
         return
+    listed = listings.item(option_id)
+    if listed is not None:
+        _choose(acc, node, *listed)
+        return
     option = node.option(option_id)
+    if option is not None and option.id == SKIP and node.ask and node.save in TYPED_FIRST:
+        acc.typed["phone"] = ""  # she shares no phone number: the question is answered with nothing
     _enter(acc, option.target if option else MENU)
 
 
-def _pick(acc: _Acc, node: Node, number: int) -> None:
+def _choose(acc: Acc, node: Node, kind: str, value: str) -> None:
+    """A listed item: a course opens its details; a news topic is turned on or off, and shown again."""
+    if kind == listings.COURSE_ITEM and value.isdigit():
+        acc.session = replace(acc.session, course=int(value))
+        target = listings.node_listing(acc.flows, "course")
+        _enter(acc, target.ref if target else MENU)
+    elif kind == listings.TOPIC_ITEM and value in acc.session.news:
+        actions.set_news(acc, tuple(t for t in acc.session.news if t != value))
+        _enter(acc, node.ref, remember=False)
+    elif kind == listings.TOPIC_ITEM:
+        actions.set_news(acc, (*acc.session.news, value))
+        _enter(acc, node.ref, remember=False)
+    else:
+        _enter(acc, MENU)
+
+
+def _pick(acc: Acc, node: Node, number: int) -> None:
     """A number typed in answer to a numbered list."""
-    shown = screens.options(acc.flows, node, acc.session.part, acc.lang, acc.channel)
+    shown = _shown(acc, node)
     if 1 <= number <= len(shown):
         _press(acc, shown[number - 1].key)
     else:
-        acc.replies.append(screens.not_understood(acc.flows, acc.session, node, acc.channel))
+        acc.replies.append(screens.not_understood(acc.flows, acc.session, node, acc.channel, acc.courses))
 
 
-def _answer(acc: _Acc, node: Node, text: str, folded: str) -> bool:
-    """A free-text answer to a question; True when it was valid and saved."""
-    if node.save == "safe_hours":
-        window = hours.as_she_writes(text)
-        if window is None or node.next is None:
-            return False
-        acc.events.append(SafeHoursSet(window))
-        _enter(acc, node.next)
-        return True
-    if node.save == "district":
-        district = _district(acc.flows, folded)
-        if district is None or node.next is None:
-            return False
-        acc.session = replace(acc.session, district=district)
-        acc.events.append(DistrictSet(district))
-        _enter(acc, node.next)
-        return True
-    return False
-
-
-def _district(flows: FlowSet, folded: str) -> str | None:
-    if folded in flows.district_names:
-        return flows.district_names[folded]
-    scored = [(keyword_score(folded, name), district) for name, district in flows.district_names.items()]
-    best = max(scored, default=(0, ""))
-    return best[1] if best[0] > 0 else None
+def _answer(acc: Acc, node: Node, text: str, folded: str) -> bool:
+    """A free-text answer to a question; True when it was valid, saved, and she moved on."""
+    target = answers.answer(acc, node, text, folded)
+    if target is None:
+        return False
+    _enter(acc, target)
+    return True
 
 
 def _keyword(flows: FlowSet, folded: str) -> str | None:
@@ -401,7 +317,7 @@ def _keyword(flows: FlowSet, folded: str) -> str | None:
     return best_ref
 
 
-def _enter(acc: _Acc, ref: str, *, remember: bool = True) -> None:
+def _enter(acc: Acc, ref: str, *, remember: bool = True) -> None:
     """She arrives at a node: record its topic, run its action, show its first screen."""
     node = acc.flows.nodes.get(ref) or acc.flows.node(MENU)
     if acc.channel == "sms" and _clears_chat(node) and DELETE_SMS in acc.flows.nodes:
@@ -416,7 +332,12 @@ def _enter(acc: _Acc, ref: str, *, remember: bool = True) -> None:
     if node.topic:
         acc.events.append(TopicViewed(node.topic))
     if node.action is not None:
-        _act(acc, node)
+        then = actions.act(acc, node)
+        if then.quiet:
+            return  # the service answers with what the store decided
+        if then.go is not None and then.go != node.ref:
+            _enter(acc, then.go, remember=False)
+            return
     action = node.action
     if action and action.kind == "escalate" and action.priority != "urgent" and not acc.counsellors.available:
         _away(acc)
@@ -428,67 +349,28 @@ def _clears_chat(node: Node) -> bool:
     return node.ref == CLEAR_CHAT or (node.action is not None and node.action.kind == "clear_chat")
 
 
-def _away(acc: _Acc) -> None:
+def _away(acc: Acc) -> None:
     """Outside service hours: when counsellors are back, and the help lines meanwhile."""
     node = acc.flows.node(AWAY_NODE)
     reply = screens.screen(acc.flows, acc.session, node, 0, acc.courses, acc.channel)
     acc.replies.append(replace(reply, text=reply.text.replace("{time}", acc.counsellors.back_at or "")))
 
 
-def _show(acc: _Acc, node: Node, part: int) -> None:
+def _show(acc: Acc, node: Node, part: int) -> None:
     acc.session = replace(acc.session, node=node.ref, part=screens.part_shown(node, part, acc.channel))
     acc.replies.append(screens.screen(acc.flows, acc.session, node, part, acc.courses, acc.channel))
 
 
-def _source(acc: _Acc, node: Node) -> None:
+def _source(acc: Acc, node: Node) -> None:
     flows = acc.flows
     text = f"{flows.text(acc.lang, flows.strings['source_is'])} {flows.text(acc.lang, node.source or '')}"
-    options = screens.options(flows, node, screens.last_part(node), acc.lang, acc.channel)
+    options = screens.options(
+        flows, node, screens.last_part(node), acc.lang, acc.channel, acc.session, acc.courses
+    )
     acc.session = replace(acc.session, node=node.ref, part=len(node.texts) - 1)
     acc.replies.append(Reply(text, options, screens.menu_label(flows, acc.lang, node.ref)))
 
 
-def _act(acc: _Acc, node: Node) -> None:
-    action = node.action
-    assert action is not None
-    session = acc.session
-    match action.kind:
-        case "escalate":
-            queue = action.queue or _queue_of(acc.flows, session)
-            acc.events.append(EscalationRequested(queue, action.reason or "asked", action.priority))
-        case "safe_any_time":
-            acc.events.append(SafeHoursSet(None))
-        case "opt_out":
-            acc.session = replace(session, opted_out=True)
-            acc.events.append(OptedOut())
-            if acc.case is not None:
-                acc.events.append(CaseLeft())
-        case "subscribe":
-            acc.session = replace(session, subscribed=True)
-            acc.events.append(Subscribed())
-        case "unsubscribe":
-            acc.session = replace(session, subscribed=False)
-            acc.events.append(Unsubscribed())
-        case "set_language" if action.lang:
-            acc.session = replace(session, lang=action.lang)
-            acc.events.append(LanguageChanged(action.lang))
-        case "set_script" if action.script in SCRIPTS:
-            acc.session = replace(session, script=action.script)
-            acc.events.append(ScriptChanged(acc.session.script))
-        case "erase":
-            # Everything about her goes; the reply is still written in the language she used.
-            acc.session = Session(lang=session.lang, node=node.ref, last_active=session.last_active)
-            acc.events.append(EraseRequested())
-        case "clear_chat":
-            acc.events.append(ClearChatRequested())
-
-
-def _queue_of(flows: FlowSet, session: Session) -> str:
-    """The queue of where she was before she asked for a person (legal, support, or general)."""
-    for ref in reversed((*session.history, session.node or "")):
-        flow = ref.split(".", 1)[0]
-        if flow in QUEUE_OF_FLOW:
-            return QUEUE_OF_FLOW[flow]
-        if flow not in ("counsellor", "main"):
-            break
-    return "general"
+def _shown(acc: Acc, node: Node) -> tuple[Option, ...]:
+    """The options of the screen she sees, numbered as she sees them."""
+    return screens.options(acc.flows, node, acc.session.part, acc.lang, acc.channel, acc.session, acc.courses)

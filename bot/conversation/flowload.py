@@ -205,6 +205,7 @@ def _node(flow: str, name: str, spec: NodeSpec, file: str, lines: Lines) -> Node
             priority=spec.priority or "normal",
             lang=spec.lang,
             script=spec.script,
+            topics=tuple(spec.topics or ()),
         )
     texts = tuple(spec.parts) if spec.parts is not None else (spec.say or spec.ask or "",)
     return Node(
@@ -213,7 +214,8 @@ def _node(flow: str, name: str, spec: NodeSpec, file: str, lines: Lines) -> Node
         line=line_of(lines, ("nodes", name)),
         texts=texts,
         options=tuple(
-            NodeOption(o.id or o.go.replace(".", "_"), o.label, target(o.go), o.channel) for o in spec.options
+            NodeOption(o.id or o.go.replace(".", "_"), o.label, target(o.go), o.channel, o.when)
+            for o in spec.options
         ),
         ask=spec.ask is not None,
         save=spec.save,

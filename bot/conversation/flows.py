@@ -25,7 +25,6 @@ SYSTEM_STRINGS = (
     "not_understood",
     "not_text",
     "no_courses",
-    "courses_all",
     "erased",
     "district_unknown",
     "urgent_will_write",
@@ -44,6 +43,7 @@ class Action:
     priority: str = "normal"  # escalate: urgent | normal
     lang: str | None = None
     script: str | None = None
+    topics: tuple[str, ...] = ()  # subscribe: these topics (empty: every topic)
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,7 @@ class NodeOption:
     label: str
     target: str
     channel: str | None = None  # "sms" or "telegram": shown only there; None: everywhere
+    when: str | None = None  # "open", "full" or "mine": shown only when the course she looks at is so
 
     def shown_on(self, channel: str) -> bool:
         """Whether she sees this option on `channel`."""

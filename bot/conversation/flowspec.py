@@ -23,7 +23,16 @@ ActionKind = Literal[
     "clear_chat",
     "safe_any_time",
     "opt_out",
+    "enrol",
+    "cancel_enrolment",
 ]
+# Screens with lines or options from the data of the moment (bot.conversation.listings).
+ListingKind = Literal["courses", "course", "course_about", "mine", "consent", "news_topics", "news_status"]
+# Answers to questions: her district, her safe hours, or what she shares with a training partner (the last
+# three are used in the turn she types them and never saved).
+SaveKind = Literal["district", "safe_hours", "enrol_name", "enrol_phone", "enrol_name_phone"]
+# An option shown only when the course she looks at is open (places left), full, or already hers.
+WhenKind = Literal["open", "full", "mine"]
 DATA_FILES = ("words.yaml", "directory.yaml", "districts.yaml")
 
 
@@ -56,18 +65,19 @@ class OptionSpec(_Spec):
     go: str = Field(pattern=TARGET.pattern)
     id: str | None = Field(default=None, pattern=NAME)
     channel: Literal["sms", "telegram"] | None = None  # shown only on this channel
+    when: WhenKind | None = None  # shown only when the course she looks at is so
 
 
 class NodeSpec(_Spec):
     say: str | None = Field(default=None, min_length=1)
     parts: list[str] | None = Field(default=None, min_length=1)
     ask: str | None = Field(default=None, min_length=1)
-    save: Literal["district", "safe_hours"] | None = None
+    save: SaveKind | None = None
     next: str | None = Field(default=None, pattern=TARGET.pattern)
     invalid: str | None = None
     options: list[OptionSpec] = []
     services: list[str] = []
-    listing: Literal["courses"] | None = Field(default=None, alias="list")
+    listing: ListingKind | None = Field(default=None, alias="list")
     do: ActionKind | None = None
     queue: str | None = Field(default=None, pattern=NAME)  # escalate: default, by where she was
     priority: Literal["urgent", "normal"] | None = None
@@ -75,6 +85,7 @@ class NodeSpec(_Spec):
     reason: str | None = Field(default=None, pattern=NAME)
     lang: Literal["tg", "ru", "en"] | None = None
     script: Literal["cyrillic", "plain", "latin"] | None = None
+    topics: list[Literal["training", "legal_aid", "health", "events"]] | None = None  # subscribe: default all
     topic: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_.]*$")
     keywords: list[str] = []
     fact: bool = False
@@ -91,6 +102,8 @@ class NodeSpec(_Spec):
             raise ValueError("an ask node needs save, next and invalid")
         if self.ask is None and (self.save or self.next or self.invalid):
             raise ValueError("save, next and invalid belong to ask nodes")
+        if self.topics is not None and self.do != "subscribe":
+            raise ValueError("topics belong to do: subscribe")
         needs = {"escalate": ("reason",), "set_language": ("lang",), "set_script": ("script",)}
         for field_name in needs.get(self.do or "", ()):
             if getattr(self, field_name) is None:

@@ -6,7 +6,7 @@ is a plain value and `Session.from_json(s.to_json()) == s`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import Any, Literal
@@ -17,6 +17,9 @@ CHANNELS: tuple[Channel, ...] = ("sms", "telegram")
 SCRIPTS: tuple[Script, ...] = ("cyrillic", "plain", "latin")
 OFFERED_LANGUAGES = ("tg", "ru")
 LANGUAGES = ("tg", "ru", "en")
+# What she may ask news about (the store keeps the same list: bot.store.announcements.NEWS_TOPICS).
+NEWS_TOPICS = ("training", "legal_aid", "health", "events")
+PartnerField = Literal["phone", "name"]
 
 # Option keys the engine adds itself, beside the flow's own options.
 MORE_KEY = "more"
@@ -34,9 +37,11 @@ class Session:
     history: tuple[str, ...] = ()
     district: str | None = None
     script: Script = "cyrillic"
-    subscribed: bool = False
+    subscribed: bool = False  # she has news of at least one topic (`news`)
     opted_out: bool = False
     last_active: datetime | None = None
+    news: tuple[str, ...] = ()  # the topics of news she asked for, in NEWS_TOPICS order
+    course: int | None = None  # the course she is looking at (its id), for its details and enrolling
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict of this session."""
@@ -50,6 +55,8 @@ class Session:
             "subscribed": self.subscribed,
             "opted_out": self.opted_out,
             "last_active": self.last_active.isoformat() if self.last_active else None,
+            "news": list(self.news),
+            "course": self.course,
         }
 
     @classmethod
@@ -57,6 +64,10 @@ class Session:
         """Read a session saved by `to_json`; unknown or missing keys fall back to defaults."""
         last = data.get("last_active")
         script = data.get("script", "cyrillic")
+        subscribed = bool(data.get("subscribed", False))
+        # A session saved before news had topics: "subscribed" meant every topic.
+        news = data.get("news", NEWS_TOPICS if subscribed else ())
+        course = data.get("course")
         return cls(
             lang=data.get("lang"),
             node=data.get("node"),
@@ -64,10 +75,18 @@ class Session:
             history=tuple(data.get("history", ())),
             district=data.get("district"),
             script=script if script in SCRIPTS else "cyrillic",
-            subscribed=bool(data.get("subscribed", False)),
+            subscribed=bool(news),
             opted_out=bool(data.get("opted_out", False)),
             last_active=datetime.fromisoformat(last) if last else None,
+            news=tuple(t for t in NEWS_TOPICS if t in news),
+            course=course if isinstance(course, int) else None,
         )
+
+    def with_news(self, topics: Iterable[str]) -> Session:
+        """This session with exactly these news topics (known ones, in order); `subscribed` follows."""
+        chosen = set(topics)
+        news = tuple(t for t in NEWS_TOPICS if t in chosen)
+        return replace(self, news=news, subscribed=bool(news))
 
     def at(self, node: str, part: int = 0) -> Session:
         """This session moved to `node`, remembering where it was for "back"."""
@@ -106,11 +125,37 @@ class Reply:
 
 @dataclass(frozen=True)
 class Course:
-    """A training course as the engine shows it (the service reads these from the database)."""
+    """A training course as the engine shows it (the service reads these from the database).
+
+    `places_left` and `standing` change with every enrolment: the service fills them only for the
+    screens that show them (a course's details, her courses), never from a cache.
+    """
 
     titles: Mapping[str, str]  # language -> title
     district: str | None  # None: open to every district
     starts: date | None = None
+    id: int = 0
+    descriptions: Mapping[str, str] = field(default_factory=dict)  # language -> description
+    place: str = ""
+    ends: date | None = None
+    capacity: int | None = None  # None: no limit
+    places_left: int | None = None  # None: no limit (or not read this turn)
+    partner: str = ""
+    partner_fields: tuple[PartnerField, ...] = ("phone",)  # what the partner receives when she enrols
+    standing: Literal["enrolled", "waiting"] | None = None  # hers, on this course
+
+    def title(self, lang: str) -> str:
+        """The title in her language, or in another when it has none in hers."""
+        return self.titles.get(lang) or next((t for t in self.titles.values() if t), "")
+
+    def description(self, lang: str) -> str:
+        """The description in her language, or in another when it has none in hers."""
+        return self.descriptions.get(lang) or next((t for t in self.descriptions.values() if t), "")
+
+    @property
+    def full(self) -> bool:
+        """No place is left: enrolling puts her on the waiting list."""
+        return self.places_left is not None and self.places_left <= 0
 
 
 @dataclass(frozen=True)
@@ -198,13 +243,30 @@ class ScriptChanged:
 
 
 @dataclass(frozen=True)
-class Subscribed:
-    """She wants announcements."""
+class NewsChanged:
+    """The topics of news she wants are now exactly these (empty: no news). Her district is her contact's."""
+
+    topics: tuple[str, ...]
 
 
 @dataclass(frozen=True)
-class Unsubscribed:
-    """She no longer wants announcements."""
+class EnrolRequested:
+    """She agreed to share exactly these details with the course's partner and asked for a place.
+
+    The store decides under a lock whether she gets a place or joins the waiting list. `share_address`:
+    her phone is her SMS address, which the service adds as "phone" (the engine never knows it).
+    """
+
+    course: int
+    details: Mapping[str, str] = field(default_factory=dict)
+    share_address: bool = False
+
+
+@dataclass(frozen=True)
+class CancelRequested:
+    """She gives up her place (or her place on the waiting list) on a course."""
+
+    course: int
 
 
 @dataclass(frozen=True)
@@ -237,8 +299,9 @@ Event = (
     | LanguageChanged
     | DistrictSet
     | ScriptChanged
-    | Subscribed
-    | Unsubscribed
+    | NewsChanged
+    | EnrolRequested
+    | CancelRequested
     | OptedOut
     | OptedIn
     | EraseRequested

@@ -6,10 +6,9 @@ Pure functions of the flow set and the session; the engine decides which screen 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date
 
-from babel.dates import format_date
-
+from bot.conversation import listings
+from bot.conversation.dates import date_in_words as date_in_words  # where other modules find it
 from bot.conversation.flows import FlowSet, Node
 from bot.conversation.model import (
     MENU_KEY,
@@ -57,19 +56,34 @@ def part_shown(node: Node, part: int, channel: Channel) -> int:
     return last_part(node) if channel == "telegram" else min(max(part, 0), last_part(node))
 
 
-def options(flows: FlowSet, node: Node, part: int, lang: str, channel: Channel = "sms") -> tuple[Option, ...]:
-    """The options of one screen: "More" until the last part, then the node's own and "Source".
+def options(
+    flows: FlowSet,
+    node: Node,
+    part: int,
+    lang: str,
+    channel: Channel = "sms",
+    session: Session | None = None,
+    courses: Sequence[Course] = (),
+) -> tuple[Option, ...]:
+    """The options of one screen: "More" until the last part, then the listed items (courses, topics),
+    the node's own and "Source".
 
-    Options meant for the other channel are left out, so numbers count only what she sees.
+    Options meant for the other channel, or for another state of the course she looks at, are left out,
+    so numbers count only what she sees.
     """
     if part_shown(node, part, channel) < last_part(node):
         return (Option(more_key(node, part + 1), flows.text(lang, flows.strings["more"])),)
+    seen_as = session if session is not None else Session(lang=lang)
+    listed = listings.options(flows, node, seen_as, courses, channel) if node.listing else ()
+    course = listings.chosen(seen_as, courses)
     own = tuple(
-        Option(option_key(node, o.id), flows.text(lang, o.label)) for o in node.options if o.shown_on(channel)
+        Option(option_key(node, o.id), flows.text(lang, o.label))
+        for o in node.options
+        if o.shown_on(channel) and listings.condition_holds(o.when, course)
     )
     if node.fact and node.source and not node.danger:
         own = (*own, Option(source_key(node), flows.text(lang, flows.strings["source"])))
-    return own
+    return (*listed, *own)
 
 
 def screen(
@@ -88,11 +102,10 @@ def screen(
     lines = [PART_BREAK.join(flows.text(lang, text) for text in texts)]
     if part == last_part(node):
         lines.extend(service_lines(flows, node, lang))
-        if node.listing == "courses":
-            lines.extend(course_lines(flows, session, courses))
-    return Reply(
-        "\n".join(lines), options(flows, node, part, lang, channel), menu_label(flows, lang, node.ref)
-    )
+        if node.listing:
+            lines = listings.compose(flows, node, session, courses, channel, "\n".join(lines))
+    shown = options(flows, node, part, lang, channel, session, courses)
+    return Reply("\n".join(lines), shown, menu_label(flows, lang, node.ref))
 
 
 def safety(flows: FlowSet, session: Session, node: Node, channel: Channel = "sms") -> Reply:
@@ -112,32 +125,6 @@ def service_lines(flows: FlowSet, node: Node, lang: str) -> list[str]:
     return lines
 
 
-def course_lines(flows: FlowSet, session: Session, courses: Sequence[Course]) -> list[str]:
-    """The courses open to her district, or the words that say there are none yet."""
-    lang = session.lang or "tg"
-    near = [c for c in courses if c.district is None or c.district == session.district]
-    if not near:
-        return [flows.text(lang, flows.strings["no_courses"])]
-    lines = [flows.text(lang, flows.strings["courses_all"])]
-    for course in near:
-        title = course.titles.get(lang) or next(iter(course.titles.values()), "")
-        when = f" ({date_in_words(course.starts, lang)})" if course.starts else ""
-        lines.append(f"- {title}{when}")
-    return lines
-
-
-def date_in_words(day: date, lang: str) -> str:
-    """A date as she says it: "11 январи 2027", "11 января 2027", "11 January 2027".
-
-    Babel gives the month names; Tajik joins the month to the year with the izofat "-и", which its
-    locale data lacks (it has only "11 Январ 2027").
-    """
-    if lang == "tg":
-        month = format_date(day, "MMMM", locale="tg").lower()
-        return f"{day.day} {month}и {day.year}"
-    return format_date(day, "d MMMM y", locale=lang if lang in ("ru", "en") else "en")
-
-
 def welcome(flows: FlowSet) -> Reply:
     """The first message: the greeting in Tajik and in Russian, and the choice of language.
 
@@ -151,14 +138,27 @@ def welcome(flows: FlowSet) -> Reply:
     return Reply(text, tuple(Option(f"lang:{lang}", names[lang]) for lang in ("tg", "ru") if lang in names))
 
 
-def brief(flows: FlowSet, session: Session, msgid: str, node: Node | None, channel: Channel = "sms") -> Reply:
+def brief(
+    flows: FlowSet,
+    session: Session,
+    msgid: str,
+    node: Node | None,
+    channel: Channel = "sms",
+    courses: Sequence[Course] = (),
+) -> Reply:
     """A short message (e.g. "Please write the hours like this") followed by the options of where she is."""
     lang = session.lang or "tg"
-    node_options = options(flows, node, session.part, lang, channel) if node else ()
+    node_options = options(flows, node, session.part, lang, channel, session, courses) if node else ()
     return Reply(flows.text(lang, msgid), node_options, menu_label(flows, lang, node.ref if node else None))
 
 
-def not_understood(flows: FlowSet, session: Session, node: Node | None, channel: Channel = "sms") -> Reply:
+def not_understood(
+    flows: FlowSet,
+    session: Session,
+    node: Node | None,
+    channel: Channel = "sms",
+    courses: Sequence[Course] = (),
+) -> Reply:
     """What she can do when her message matched nothing, in one short message.
 
     On SMS: the numbers of the screen she sees ("Reply with a number: 1-3, 0"), without repeating the
@@ -166,8 +166,8 @@ def not_understood(flows: FlowSet, session: Session, node: Node | None, channel:
     """
     lang = session.lang or "tg"
     if channel == "telegram" and "tap_button" in flows.strings:
-        return brief(flows, session, flows.strings["tap_button"], node, channel)
-    shown = options(flows, node, session.part, lang, channel) if node else ()
+        return brief(flows, session, flows.strings["tap_button"], node, channel, courses)
+    shown = options(flows, node, session.part, lang, channel, session, courses) if node else ()
     numbers = [f"1-{len(shown)}" if len(shown) > 1 else "1"] if shown else []
     if node is None or menu_label(flows, lang, node.ref):
         numbers.append("0")
@@ -178,3 +178,19 @@ def not_understood(flows: FlowSet, session: Session, node: Node | None, channel:
 def is_menu_key(key: str) -> bool:
     """Whether a button key means "the main menu"."""
     return key == MENU_KEY
+
+
+def enrolment_outcome(
+    flows: FlowSet, session: Session, outcome: str, course: Course | None, channel: Channel = "sms"
+) -> Reply:
+    """What the store decided when she asked for a place (enrolled, waiting, already_enrolled,
+    already_waiting, closed) or gave one up (cancelled, not_enrolled), with the options of where she is."""
+    lang = session.lang or "tg"
+    title = course.title(lang) if course else ""
+    lines = [flows.text(lang, flows.strings[f"enrol_{outcome}"]).format(course=title)]
+    if outcome in ("enrolled", "waiting") and course is not None and course.starts is not None:
+        day = date_in_words(course.starts, lang)
+        lines.append(flows.text(lang, flows.strings["course_starts"]).format(date=day))
+    node = flows.nodes.get(session.node or "")
+    shown = options(flows, node, last_part(node), lang, channel, session) if node else ()
+    return Reply("\n".join(lines), shown, menu_label(flows, lang, session.node))
