@@ -75,6 +75,25 @@ ACCESS: dict[tuple[str, str], Access] = {
     ("POST", "/api/cases/{case_id}/transfer"): COUNSELLING,
     ("GET", "/console"): COUNSELLING,
     ("GET", "/coordinate"): COORDINATING,
+    ("GET", "/coordinate/reports"): COORDINATING,
+    ("GET", "/coordinate/reports/{table}.csv"): COORDINATING,
+    ("GET", "/api/reports/{table}"): COORDINATING,
+    ("GET", "/api/reports/{table}.csv"): COORDINATING,
+    ("GET", "/coordinate/announcements"): COORDINATING,
+    ("POST", "/coordinate/announcements"): COORDINATING,
+    ("POST", "/coordinate/announcements/preview"): COORDINATING,
+    ("GET", "/coordinate/announcements/list"): COORDINATING,
+    ("GET", "/coordinate/announcements/{announcement_id}"): COORDINATING,
+    ("GET", "/coordinate/announcements/{announcement_id}/counts"): COORDINATING,
+    ("POST", "/coordinate/announcements/{announcement_id}/send"): COORDINATING,
+    ("POST", "/coordinate/announcements/{announcement_id}/approve"): COORDINATING,
+    ("POST", "/coordinate/announcements/{announcement_id}/cancel"): COORDINATING,
+    ("GET", "/api/announcements"): COORDINATING,
+    ("POST", "/api/announcements"): COORDINATING,
+    ("GET", "/api/announcements/{announcement_id}"): COORDINATING,
+    ("POST", "/api/announcements/{announcement_id}/send"): COORDINATING,
+    ("POST", "/api/announcements/{announcement_id}/approve"): COORDINATING,
+    ("POST", "/api/announcements/{announcement_id}/cancel"): COORDINATING,
     ("GET", "/console/audit"): ("admin",),
     ("GET", "/console/queue"): COUNSELLING,
     ("GET", "/console/events"): COUNSELLING,
@@ -106,7 +125,8 @@ ACCESS: dict[tuple[str, str], Access] = {
     ("GET", "/api/courses/{course_id}/enrolments.csv"): COORDINATING,
 }
 
-SAMPLES: dict[str, str] = {}  # a path parameter's sample value, by name, where 999999 will not do
+# A path parameter's sample value, by name, where 999999 will not do.
+SAMPLES: dict[str, str] = {"table": "requests"}
 MOUNTED = {"/static": "/static/staff.css"}  # what to ask a mounted app for
 
 PASSWORD = "correct horse battery"

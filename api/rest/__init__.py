@@ -26,8 +26,8 @@ def schema() -> dict[str, Any]:
     document = get_openapi(
         title=TITLE,
         version=VERSION,
-        description="Cases, for counsellors' tools. Send `Authorization: Bearer <token>` "
-        "(a token from `hamroh staff token NAME`).",
+        description="Cases, for counsellors' tools; announcements, courses and reports, for coordinators' "
+        "tools. Send `Authorization: Bearer <token>` (a token from `hamroh staff token NAME`).",
         routes=router.routes,
     )
     document.setdefault("components", {})["securitySchemes"] = {
