@@ -236,3 +236,22 @@ async def test_a_hundred_women_at_once_into_ten_places(
     assert moved == [first_waiting]
     rows = await outbox(engine)
     assert [r.contact_id for r in rows] == moved
+
+
+async def test_giving_up_everything_before_she_is_erased_frees_her_places(
+    engine: AsyncEngine, vault: Vault, flows: FlowSet, clock: Clock
+) -> None:
+    first = await add_course(engine, clock(), capacity=1)
+    second = await add_course(engine, clock(), capacity=1)
+    leaving, waiting_first, waiting_second = await add_women(engine, vault, clock(), 3)
+    await enrol(engine, vault, clock, first, leaving)
+    await enrol(engine, vault, clock, second, waiting_second)
+    await enrol(engine, vault, clock, second, leaving)  # she waits for the second course
+    await enrol(engine, vault, clock, first, waiting_first)
+
+    async with transaction(engine) as db:
+        assert await enrolment.give_up_all(db, vault, flows, contact_id=leaving, now=clock()) == 2
+        assert await enrolment.standing(db, contact_id=leaving) == {}
+    assert (await statuses(engine, first))[waiting_first] == "enrolled"
+    assert (await statuses(engine, second))[waiting_second] == "enrolled"
+    assert [r.contact_id for r in await outbox(engine)] == [waiting_first]

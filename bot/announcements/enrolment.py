@@ -154,6 +154,20 @@ async def cancel(
     return True
 
 
+async def give_up_all(
+    db: AsyncSession, vault: Vault, flows: FlowSet, *, contact_id: int, now: datetime
+) -> int:
+    """Cancel each of her enrolments and places on a waiting list, each freed place going to the next woman
+    (as `cancel`); how many. For erasing her: deleting her rows alone would leave her places empty."""
+    query = select(Enrolment.course_id).where(
+        Enrolment.contact_id == contact_id, col(Enrolment.status).in_(LIVE)
+    )
+    course_ids = sorted((await db.exec(query)).all())  # locked in one order: no deadlock with another erasure
+    for course_id in course_ids:
+        await cancel(db, vault, flows, course_id=course_id, contact_id=contact_id, now=now)
+    return len(course_ids)
+
+
 async def fill_places(
     db: AsyncSession, vault: Vault, flows: FlowSet, course: CourseRow, now: datetime
 ) -> int:
