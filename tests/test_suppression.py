@@ -111,7 +111,7 @@ def check_sound(t: Table, released: Released) -> None:
 def naive(t: Table) -> Released:
     """Only the small cells hidden, totals shown: what the attack must see through."""
     cells = {c: (None if t.value(c) < K else t.value(c)) for c in t.cells()}
-    margins = tuple(
+    margins: tuple[dict[str, int | None], ...] = tuple(
         {v: sum(n for c, n in t.counts.items() if c[d] == v) for v in axis} for d, axis in enumerate(t.axes)
     )
     total = sum(t.counts.values())
