@@ -44,8 +44,6 @@ CLEAR_CHAT = "main.clear_chat"  # Telegram can delete its messages; an SMS on he
 DELETE_SMS = "main.delete_sms"  # on SMS, where "clear this chat" leads instead: how to delete them herself
 NEWS = "main.announcements"  # where the words for news lead: subscribing to announcements
 CASE_STOP = "main.case_stop"  # a stop word during a case asks first: "enough!" is not always a wish to go
-# Questions whose answer may be all digits (a phone number): tried before a number picks an option.
-TYPED_FIRST = ("enrol_phone", "enrol_name_phone")
 SKIP = "skip"  # the option of a question about a partner's details that answers it with nothing
 
 
@@ -164,8 +162,12 @@ def _route(acc: Acc, inp: Input, text: str, folded: str) -> None:
     if _global_word(acc, folded):
         return
     node = acc.node
-    if node is not None and node.ask and node.save in TYPED_FIRST and _answer(acc, node, text, folded):
-        return  # a phone number is all digits, and no option's number
+    if node is not None and node.ask and node.save in answers.PARTNER_SAVES:
+        # Her name or a phone number (all digits, and no option's number): this question takes her words.
+        if not _answer(acc, node, text, folded) and node.invalid:
+            invalid = screens.brief(acc.flows, acc.session, node.invalid, node, acc.channel, acc.courses)
+            acc.replies.append(invalid)
+        return
     if folded.isdigit() and node is not None:
         _pick(acc, node, int(folded))
         return
@@ -267,7 +269,7 @@ def _press(acc: Acc, key: str) -> None:
         _choose(acc, node, *listed)
         return
     option = node.option(option_id)
-    if option is not None and option.id == SKIP and node.ask and node.save in TYPED_FIRST:
+    if option is not None and option.id == SKIP and node.ask and node.save in answers.PARTNER_SAVES:
         acc.typed["phone"] = ""  # she shares no phone number: the question is answered with nothing
     _enter(acc, option.target if option else MENU)
 
