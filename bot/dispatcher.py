@@ -10,6 +10,10 @@
   permanent ones are kept with their reason.
 - At least once: a send in flight when a dispatcher died is "in doubt". A reply is queued again (a
   duplicate beats silence); a bulk message is not. Both are counted.
+- A bulk row of an announcement carries no address or body: her contact's sealed address and the
+  announcement's sealed text are read when it is claimed, and its recipient's outcome is written in the
+  transaction that writes the row. A woman who opted out or became unreachable since it was queued is
+  "blocked", and nothing is sent to her.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot import outbox, retention
+from bot.announcements import outcomes
 from bot.channels.simulated import is_simulated
 from bot.conversation.model import Channel
 from bot.effects import CLEARABLE
@@ -48,6 +53,7 @@ BACKOFF_CAP = 600.0
 HOUSEKEEPING = timedelta(minutes=1)
 DATABASE_RETRY = 2.0  # seconds between attempts while the database does not answer
 RECORD_RETRIES = (0.05, 0.25, 1.0, 2.0, 4.0)  # seconds before each new try at recording a send's result
+NOT_REACHABLE = "she opted out or cannot be reached now"  # a bulk row not sent: her recipient is "blocked"
 
 
 @dataclass(frozen=True)
@@ -94,6 +100,8 @@ class Dispatcher:
     _gaps: dict[Channel, PerChatGap] = field(default_factory=dict, init=False)
     _in_flight: set[asyncio.Task[None]] = field(default_factory=set, init=False)
     _unrecovered: set[Channel] = field(default_factory=set, init=False)
+    _bulk: dict[int, outbox.BulkParts] = field(default_factory=dict, init=False)  # claimed bulk rows, by id
+    _texts: dict[int, bytes] = field(default_factory=dict, init=False)  # sealed once, never changed
 
     def __post_init__(self) -> None:
         for sender in self.senders:
@@ -191,15 +199,19 @@ class Dispatcher:
             if expired_only:
                 stale = stale.where(col(OutboxMessage.lease_until) < now)
             rows = (await db.exec(stale.with_for_update(skip_locked=True))).all()
+            doubted: list[int] = []
             for row in rows:
                 row.in_doubt, row.claimed_by, row.lease_until = True, None, None
                 if row.kind == "bulk":
                     row.status = outbox.IN_DOUBT
                     self.counts.in_doubt_held += 1
+                    if row.announcement_text_id is not None and row.id is not None:
+                        doubted.append(row.id)
                 else:
                     row.status, row.next_attempt_at = outbox.QUEUED, now
                     self.counts.in_doubt_resent += 1
                 db.add(row)
+            await outcomes.record(db, outbox_ids=doubted, outcome=outcomes.IN_DOUBT, now=now)
         if rows:
             log.warning(
                 "%s: %d messages were in flight when a dispatcher stopped (in doubt)", channel, len(rows)
@@ -212,10 +224,13 @@ class Dispatcher:
         now = self.clock()
         table = OutboxMessage.__table__  # type: ignore[attr-defined]
         earlier = table.alias("earlier")
+        # Her messages leave in the order written, within a priority: a reply never waits behind an
+        # announcement queued (or held for her safe hours) before it.
         waiting_before = sa.exists().where(
             earlier.c.contact_id == table.c.contact_id,
             earlier.c.id < table.c.id,
             earlier.c.status.in_((outbox.QUEUED, outbox.SENDING)),
+            earlier.c.priority <= table.c.priority,
         )
         candidates = (
             sa.select(table.c.id)
@@ -246,17 +261,25 @@ class Dispatcher:
                 )
             )
             rows = (await db.exec(select(OutboxMessage).where(col(OutboxMessage.id).in_(ids)))).all()
+            self._bulk.update(await outbox.bulk_parts(db, rows, self._texts))
         return sorted(rows, key=lambda r: (r.priority, r.id or 0))
 
     async def _deliver(self, row: OutboxMessage) -> None:
         assert row.id is not None
         sender = self._by_channel[row.channel]  # type: ignore[index]
+        address, body = row.address, row.body
+        bulk = self._bulk.pop(row.id, None)
+        if bulk is not None:
+            if not bulk.reachable:
+                await self._record(row, Failed(NOT_REACHABLE))
+                return
+            address, body = bulk.address, bulk.body
         try:
             message = Outgoing(
                 id=row.id,
                 channel=sender.channel,
-                address=self.vault.open(row.address),
-                body=json.loads(self.vault.open(row.body)),
+                address=self.vault.open(address),
+                body=json.loads(self.vault.open(body)),
                 kind=row.kind,
                 contact_id=row.contact_id,
             )
@@ -324,6 +347,10 @@ class Dispatcher:
             if current is None or current.claimed_by != self.name:
                 return None  # erased meanwhile, taken over after our lease ran out, or recorded already
             current.claimed_by, current.lease_until = None, None
+            if current.announcement_text_id is not None:
+                await outcomes.record(
+                    db, outbox_ids=[row.id or 0], outcome=self._outcome_of(current, result), now=now
+                )
             match result:
                 case Sent(provider_ids=ids):
                     outcome = "sent"
@@ -356,6 +383,18 @@ class Dispatcher:
                         await self._unreachable(db, current)
             db.add(current)
         return outcome
+
+    @staticmethod
+    def _outcome_of(row: OutboxMessage, result: SendResult) -> str:
+        """Her recipient's outcome for this result (the row's attempts already count this one)."""
+        match result:
+            case Sent():
+                return outcomes.SENT
+            case RetryLater() if row.attempts < MAX_ATTEMPTS:
+                return outcomes.QUEUED
+            case Failed(reason=reason, unreachable=unreachable) if unreachable or reason == NOT_REACHABLE:
+                return outcomes.BLOCKED
+        return outcomes.FAILED
 
     async def _stand_down(self, row: OutboxMessage) -> None:
         """Give back a row claimed but not sent: it was never in flight, so it is not in doubt."""

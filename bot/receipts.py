@@ -9,6 +9,7 @@ from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot import retention
+from bot.announcements import outcomes
 from bot.conversation.model import Channel, Session
 from bot.service import Hamroh
 from bot.store import Contact, ConversationState, OutboxMessage
@@ -50,6 +51,10 @@ async def delivery_report(hamroh: Hamroh, *, provider_id: str, status: str, erro
             await retention.delivery_reported(db, hamroh.vault, message, status, hamroh.clock())
         if error_code == CARRIER_OPT_OUT and message.contact_id is not None:
             await opt_out(db, message.contact_id)
+        if message.announcement_text_id is not None and message.id is not None:
+            await outcomes.delivery_reported(
+                db, outbox_id=message.id, status=status, error_code=error_code, now=hamroh.clock()
+            )
     return True
 
 

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 from bot import retention
 from bot.announcements import reminders
+from bot.announcements import scheduler as announcement_jobs
 from bot.cases import jobs
 from bot.config import Settings
 from bot.conversation import hours
@@ -150,8 +151,8 @@ def retention_policy(settings: Settings) -> retention.Policy:
 
 
 async def run_case_jobs(settings: Settings, hamroh: Hamroh, stop: asyncio.Event) -> None:
-    """Run the case jobs and retention every few seconds until `stop` is set (one process at a time
-    does the work)."""
+    """Run the case jobs, retention and the announcements' schedule every few seconds until `stop` is
+    set (one process at a time does the work)."""
     every = timedelta(seconds=settings.jobs_interval_seconds)
     while not stop.is_set():
         try:
@@ -186,5 +187,11 @@ async def run_case_jobs(settings: Settings, hamroh: Hamroh, stop: asyncio.Event)
             )
         except Exception as exc:  # as above: a reminder due now is queued next round
             log.warning("course reminders failed (%s); trying again", type(exc).__name__)
+        try:
+            await announcement_jobs.run_if_due(
+                hamroh.engine, hamroh.vault, hamroh.flows, every=every, now=hamroh.clock()
+            )
+        except Exception as exc:  # as above: a due announcement is enqueued next round
+            log.warning("announcement jobs failed (%s); trying again", type(exc).__name__)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), every.total_seconds())

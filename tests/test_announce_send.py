@@ -1,0 +1,306 @@
+"""Announcements on their way: enqueued set-based, sent by the dispatcher as bulk, each outcome recorded."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+from sqlmodel import col, select
+
+from bot import outbox, receipts
+from bot.announcements import drafts, enqueue, scheduler
+from bot.announcements.audience import Audience
+from bot.channels import sms, telegram
+from bot.config import Settings
+from bot.conversation.model import Reply
+from bot.conversation.text import to_latin, to_plain_cyrillic
+from bot.dispatcher import Dispatcher
+from bot.senders import Failed, Outgoing, Sent
+from bot.service import Hamroh
+from bot.store import Announcement, AnnouncementRecipient, AnnouncementText, Contact, OutboxMessage
+from bot.store.db import transaction
+from tests.test_announce_audience import TEXT, Woman, add_staff, add_women
+from tests.test_dispatcher import FAST, RecordingSender, make, run_until_settled
+
+NOW_SETTINGS = Settings(announce_quiet_hours="")
+SAFE_EVENING = "18-21"  # Dushanbe; the tests' clock says 14:00 there (09:00 UTC)
+
+
+async def send_now(hamroh: Hamroh, audience: Audience | None = None) -> int:
+    (author,) = await add_staff(hamroh, f"malika{hamroh.clock().timestamp():.0f}")
+    async with transaction(hamroh.engine) as db:
+        announcement, _ = await drafts.create(
+            db,
+            hamroh.vault,
+            hamroh.flows,
+            NOW_SETTINGS,
+            staff=author,
+            text=TEXT,
+            audience=audience or Audience(),
+            now=hamroh.clock(),
+        )
+        assert announcement.id is not None
+        await drafts.send(
+            db,
+            hamroh.vault,
+            hamroh.flows,
+            NOW_SETTINGS,
+            announcement_id=announcement.id,
+            staff=author,
+            at=None,
+            override_reason=None,
+            now=hamroh.clock(),
+        )
+        return announcement.id
+
+
+async def counts(hamroh: Hamroh, announcement_id: int) -> dict[str, int]:
+    async with transaction(hamroh.engine) as db:
+        every = await drafts.counts(db, announcement_id=announcement_id)
+    return {k: v for k, v in every.items() if v}
+
+
+async def bulk_rows(hamroh: Hamroh) -> list[OutboxMessage]:
+    async with transaction(hamroh.engine) as db:
+        query = select(OutboxMessage).where(OutboxMessage.kind == "bulk").order_by(col(OutboxMessage.id))
+        return list((await db.exec(query)).all())
+
+
+async def test_sending_now_enqueues_everyone_once_with_the_text_sealed_per_language_and_letters(
+    hamroh: Hamroh,
+) -> None:
+    ids = await add_women(
+        hamroh,
+        [
+            Woman(),
+            Woman(lang="ru"),
+            Woman(channel="sms", script="latin"),
+            Woman(channel="sms", script="plain", lang="ru"),
+            Woman(safe_hours=SAFE_EVENING),
+            Woman(topics=()),  # never asked for news
+        ],
+    )
+    announcement_id = await send_now(hamroh)
+    assert await counts(hamroh, announcement_id) == {"queued": 4, "held": 1}
+    rows = await bulk_rows(hamroh)
+    assert [r.contact_id for r in rows] == ids[:5]
+    assert {(r.address, r.body, r.priority, r.status) for r in rows} == {
+        (b"", b"", outbox.BULK_PRIORITY, "queued")
+    }
+    evening = datetime(2026, 11, 28, 13, 0, tzinfo=UTC)  # 18:00 in Dushanbe
+    assert [(r.held, r.next_attempt_at) for r in rows] == [(False, hamroh.clock())] * 4 + [(True, evening)]
+    async with transaction(hamroh.engine) as db:
+        texts = {t.id: t for t in (await db.exec(select(AnnouncementText))).all()}
+        recipients = (
+            await db.exec(select(AnnouncementRecipient).order_by(col(AnnouncementRecipient.id)))
+        ).all()
+        announcement = await db.get(Announcement, announcement_id)
+    assert announcement is not None
+    assert (announcement.status, announcement.audience_size) == ("sending", 5)
+    assert len(texts) == 8  # tg and ru, each for Telegram and for SMS in three letters choices
+    assert [r.outbox_id for r in recipients] == [r.id for r in rows]
+    assert [(r.channel, r.lang) for r in recipients] == [
+        ("telegram", "tg"),
+        ("telegram", "ru"),
+        ("sms", "tg"),
+        ("sms", "ru"),
+        ("telegram", "tg"),
+    ]
+    opened = [json.loads(hamroh.vault.open(texts[r.announcement_text_id or 0].body)) for r in rows]
+    assert opened[0] == telegram.render(Reply(TEXT["tg"]))
+    assert opened[1] == telegram.render(Reply(TEXT["ru"]))
+    assert opened[2] == {"text": sms.render(Reply(TEXT["tg"]), "latin")} == {"text": to_latin(TEXT["tg"])}
+    assert opened[3] == {"text": to_plain_cyrillic(TEXT["ru"])}
+
+    async with transaction(hamroh.engine) as db:  # a second run (after a crash, say) adds nobody twice
+        announcement = await db.get(Announcement, announcement_id)
+        assert announcement is not None
+        assert await enqueue.enqueue(db, hamroh.vault, hamroh.flows, announcement, now=hamroh.clock()) == 5
+    assert len(await bulk_rows(hamroh)) == 5
+    await add_women(hamroh, [Woman()], first=100)  # subscribed since: a re-run reaches her too, once
+    async with transaction(hamroh.engine) as db:
+        announcement = await db.get(Announcement, announcement_id)
+        assert announcement is not None
+        assert await enqueue.enqueue(db, hamroh.vault, hamroh.flows, announcement, now=hamroh.clock()) == 6
+    assert len(await bulk_rows(hamroh)) == 6
+
+
+async def test_the_dispatcher_sends_each_once_and_records_what_became_of_her(hamroh: Hamroh) -> None:
+    ids = await add_women(
+        hamroh,
+        [
+            Woman(),
+            Woman(lang="ru"),
+            Woman(),  # blocks the bot before her turn comes
+            Woman(),  # opts out after it was queued
+            Woman(channel="sms", script="latin"),
+            Woman(safe_hours=SAFE_EVENING),
+        ],
+    )
+    announcement_id = await send_now(hamroh)
+    async with transaction(hamroh.engine) as db:
+        late = await db.get(Contact, ids[3])
+        assert late is not None
+        late.opted_out = True
+        db.add(late)
+    blocked_by = hamroh.vault.open((await _contact(hamroh, ids[2])).address)
+
+    def answer(message: Outgoing) -> Failed | Sent:
+        if message.address == blocked_by:
+            return Failed("forbidden (403): bot was blocked by the user", unreachable=True)
+        return Sent((str(500 + message.id),))
+
+    telegram_sender = RecordingSender(channel="telegram", answers=[answer] * 10)
+    sms_sender = RecordingSender(channel="sms", credential="AC1", answers=[lambda m: Sent(("SM1",))])
+    dispatcher = Dispatcher(
+        engine=hamroh.engine,
+        vault=hamroh.vault,
+        senders=[telegram_sender, sms_sender],
+        limits=FAST,
+        clock=hamroh.clock,
+        poll_interval=0.01,
+    )
+    await run_until_settled(dispatcher, hamroh.engine)
+    assert await counts(hamroh, announcement_id) == {"sent": 3, "blocked": 2, "held": 1}
+    assert sorted(m.address for m in telegram_sender.sent) == sorted([f"tg:{7000000 + n}" for n in (0, 1, 2)])
+    assert {m.kind for m in telegram_sender.sent} == {"bulk"}
+    assert sorted(m.body["text"] for m in telegram_sender.sent) == sorted(
+        [TEXT["tg"], TEXT["ru"], TEXT["tg"]]
+    )
+    assert [(m.address, m.body) for m in sms_sender.sent] == [
+        ("+992900000004", {"text": to_latin(TEXT["tg"])})
+    ]
+    assert not (await _contact(hamroh, ids[2])).reachable
+
+    # Twilio's delivery report moves her to delivered; her safe hours open and the held one leaves.
+    assert await receipts.delivery_report(hamroh, provider_id="SM1", status="delivered", error_code=None)
+    hamroh.clock.advance(hours=4)  # type: ignore[attr-defined]
+    await run_until_settled(dispatcher, hamroh.engine)
+    assert await counts(hamroh, announcement_id) == {"sent": 3, "delivered": 1, "blocked": 2}
+    assert len(telegram_sender.sent) == 4
+    async with transaction(hamroh.engine) as db:
+        done = await scheduler.tick(db, hamroh.vault, hamroh.flows, now=hamroh.clock())
+        assert done.finished == 1
+        announcement = await db.get(Announcement, announcement_id)
+        assert announcement is not None
+        assert announcement.status == "sent"
+
+
+async def test_sends_in_flight_at_a_crash_are_in_doubt_and_not_sent_again(hamroh: Hamroh) -> None:
+    await add_women(hamroh, [Woman(), Woman(), Woman()])
+    announcement_id = await send_now(hamroh)
+    died = make(hamroh.engine, hamroh.vault, hamroh.clock, RecordingSender())
+    assert len(await died.claim({"telegram"}, 2)) == 2  # ...and the process was killed mid-send
+    sender = RecordingSender()
+    successor = make(hamroh.engine, hamroh.vault, hamroh.clock, sender)
+    await run_until_settled(successor, hamroh.engine)
+    assert len(sender.sent) == 1
+    assert successor.counts.in_doubt_held == 2
+    assert await counts(hamroh, announcement_id) == {"in_doubt": 2, "sent": 1}
+
+
+async def test_cancel_stops_what_has_not_left(hamroh: Hamroh) -> None:
+    await add_women(hamroh, [Woman(), Woman(), Woman(safe_hours=SAFE_EVENING)])
+    announcement_id = await send_now(hamroh)
+    dispatcher = make(hamroh.engine, hamroh.vault, hamroh.clock, RecordingSender())
+    (in_flight,) = await dispatcher.claim({"telegram"}, 1)
+    (author,) = await add_staff(hamroh, "nigora")
+    async with transaction(hamroh.engine) as db:
+        cancelled = await drafts.cancel(db, announcement_id=announcement_id, staff=author, now=hamroh.clock())
+        assert cancelled.status == "cancelled"
+    assert [r.id for r in await bulk_rows(hamroh)] == [in_flight.id]  # the one in flight finishes
+    assert await counts(hamroh, announcement_id) == {"queued": 1, "cancelled": 2}
+    await dispatcher._record(in_flight, Sent(("900",)))
+    assert await counts(hamroh, announcement_id) == {"sent": 1, "cancelled": 2}
+    hamroh.clock.advance(hours=5)  # type: ignore[attr-defined]
+    sender = RecordingSender()
+    await run_until_settled(make(hamroh.engine, hamroh.vault, hamroh.clock, sender), hamroh.engine)
+    assert sender.sent == []
+
+
+async def test_a_scheduled_announcement_is_enqueued_when_its_time_comes_once_across_processes(
+    hamroh: Hamroh,
+) -> None:
+    await add_women(hamroh, [Woman(), Woman(lang="ru")])
+    (author,) = await add_staff(hamroh, "malika")
+    at = hamroh.clock() + timedelta(hours=1)
+    async with transaction(hamroh.engine) as db:
+        announcement, _ = await drafts.create(
+            db,
+            hamroh.vault,
+            hamroh.flows,
+            NOW_SETTINGS,
+            staff=author,
+            text=TEXT,
+            audience=Audience(),
+            now=hamroh.clock(),
+        )
+        assert announcement.id is not None
+        await drafts.send(
+            db,
+            hamroh.vault,
+            hamroh.flows,
+            NOW_SETTINGS,
+            announcement_id=announcement.id,
+            staff=author,
+            at=at,
+            override_reason=None,
+            now=hamroh.clock(),
+        )
+    every = timedelta(seconds=30)
+    idle = await scheduler.run_if_due(
+        hamroh.engine, hamroh.vault, hamroh.flows, every=every, now=hamroh.clock()
+    )
+    assert idle is not None
+    assert not idle
+    assert await bulk_rows(hamroh) == []
+    hamroh.clock.advance(hours=1)  # type: ignore[attr-defined]
+    done = await scheduler.run_if_due(
+        hamroh.engine, hamroh.vault, hamroh.flows, every=every, now=hamroh.clock()
+    )
+    assert done is not None
+    assert (done.enqueued, done.recipients) == (1, 2)
+    again = await scheduler.run_if_due(
+        hamroh.engine, hamroh.vault, hamroh.flows, every=every, now=hamroh.clock()
+    )
+    assert again is None  # another process ran it less than `every` ago
+    assert len(await bulk_rows(hamroh)) == 2
+
+
+async def test_her_reply_does_not_wait_behind_her_announcement(hamroh: Hamroh) -> None:
+    (her,) = await add_women(hamroh, [Woman(safe_hours=SAFE_EVENING)])
+    await send_now(hamroh)  # held until her evening
+    async with transaction(hamroh.engine) as db:
+        contact = await db.get(Contact, her)
+        assert contact is not None
+        row = outbox.row(
+            hamroh.vault,
+            contact_id=her,
+            channel="telegram",
+            sealed_address=contact.address,
+            body={"text": "reply"},
+            now=hamroh.clock(),
+        )
+        await outbox.add(db, [row])
+    sender = RecordingSender()
+    await run_until_settled(make(hamroh.engine, hamroh.vault, hamroh.clock, sender), hamroh.engine)
+    assert [m.body["text"] for m in sender.sent] == ["reply"]
+
+
+async def test_a_woman_who_erased_her_data_before_her_turn_is_blocked(hamroh: Hamroh) -> None:
+    ids = await add_women(hamroh, [Woman(), Woman(safe_hours=SAFE_EVENING)])
+    announcement_id = await send_now(hamroh)
+    async with transaction(hamroh.engine) as db:
+        contact = await db.get(Contact, ids[1])
+        await db.delete(contact)
+    async with transaction(hamroh.engine) as db:
+        done = await scheduler.tick(db, hamroh.vault, hamroh.flows, now=hamroh.clock())
+    assert done.gone == 1
+    assert await counts(hamroh, announcement_id) == {"queued": 1, "blocked": 1}
+
+
+async def _contact(hamroh: Hamroh, contact_id: int) -> Contact:
+    async with transaction(hamroh.engine) as db:
+        contact = await db.get(Contact, contact_id)
+        assert contact is not None
+        return contact
