@@ -28,6 +28,7 @@ REFUSALS: dict[int | str, dict[str, Any]] = {
     404: {"description": "no such course"},
     422: {"description": "the request is not valid; the detail says why"},
 }
+NULLABLE = frozenset({"district", "ends_on", "capacity"})  # null: every district, no last day, no limit
 # Excel reads a CSV without this mark as the local code page, and her name in Cyrillic as noise.
 BOM = "\ufeff"
 
@@ -228,10 +229,11 @@ async def change(
             if value is None:
                 raise HTTPException(422, f"{group}.{lang}: give a text, or leave it out")
             changes[f"{group}_{lang}"] = value
-    if "partner_fields" in given and given["partner_fields"] is None:
-        raise HTTPException(422, "partner_fields: give a list (it may be empty), or leave it out")
     if "starts_on" in given and given["starts_on"] is None:
         raise HTTPException(422, "starts_on: a course needs its first day")
+    for name in sorted(set(given) - NULLABLE):
+        if given[name] is None:
+            raise HTTPException(422, f"{name}: give a value, or leave it out")
     changes |= {k: tuple(v) if k == "partner_fields" else v for k, v in given.items()}
     told = None
     with refusals():

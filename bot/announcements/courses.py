@@ -10,6 +10,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
+import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, replace
 from datetime import date, datetime
@@ -34,6 +36,8 @@ CAPACITY_MAX = 10_000
 EXPORTED = "exported_enrolments"  # the audit action of a partner's list
 # A cell a spreadsheet would run as a formula begins with one of these; such a cell gets a leading "'".
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+# Control characters, and lone surrogates a JSON body may carry: neither the database nor a phone takes them.
+_UNWRITABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f\ud800-\udfff]")
 
 
 class CourseError(Exception):
@@ -96,16 +100,19 @@ def check(fields: CourseFields, flows: FlowSet) -> CourseFields:
     """The fields with spaces trimmed, or CourseInvalid naming the first thing wrong."""
     clean = replace(
         fields,
-        title_tg=fields.title_tg.strip(),
-        title_ru=fields.title_ru.strip(),
-        title_en=fields.title_en.strip(),
-        description_tg=fields.description_tg.strip(),
-        description_ru=fields.description_ru.strip(),
+        title_tg=_nfc(fields.title_tg),
+        title_ru=_nfc(fields.title_ru),
+        title_en=_nfc(fields.title_en),
+        description_tg=_nfc(fields.description_tg),
+        description_ru=_nfc(fields.description_ru),
         district=(fields.district or "").strip() or None,
-        place=fields.place.strip(),
-        partner=fields.partner.strip(),
+        place=_nfc(fields.place),
+        partner=_nfc(fields.partner),
         partner_fields=tuple(dict.fromkeys(f.strip() for f in fields.partner_fields if f.strip())),
     )
+    for name, value in asdict(clean).items():
+        if isinstance(value, str) and _UNWRITABLE.search(value):
+            raise CourseInvalid(f"{name}: holds a character that is not text")
     if not clean.title_tg or not clean.title_ru:
         raise CourseInvalid(f"{'title_tg' if not clean.title_tg else 'title_ru'}: a title is needed")
     for name, limit in (
@@ -131,6 +138,10 @@ def check(fields: CourseFields, flows: FlowSet) -> CourseFields:
     if unknown:
         raise CourseInvalid(f"partner_fields: {unknown[0][:32]!r} is not one of {', '.join(PARTNER_FIELDS)}")
     return clean
+
+
+def _nfc(text: str) -> str:
+    return unicodedata.normalize("NFC", text).strip() if not _UNWRITABLE.search(text) else text
 
 
 def fields_of(course: CourseRow) -> CourseFields:
