@@ -141,7 +141,7 @@ def check(fields: CourseFields, flows: FlowSet) -> CourseFields:
 
 
 def _nfc(text: str) -> str:
-    return unicodedata.normalize("NFC", text).strip() if not _UNWRITABLE.search(text) else text
+    return unicodedata.normalize("NFC", text).strip()
 
 
 def fields_of(course: CourseRow) -> CourseFields:
@@ -211,9 +211,7 @@ async def update(
     if clean.capacity is not None and clean.capacity != before.capacity:
         enrolled = (await counts(db, [course_id])).get(course_id, (0, 0))[0]
         if clean.capacity < enrolled:
-            raise CourseInvalid(
-                f"capacity: {enrolled} women hold a place already; cancel none by shrinking it"
-            )
+            raise CourseInvalid(f"capacity: {enrolled} women hold a place already")
     _write(course, clean)
     course.updated_at = now
     db.add(course)
