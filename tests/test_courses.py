@@ -12,7 +12,7 @@ import logging
 import os
 import re
 from collections.abc import AsyncIterator
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -280,7 +280,7 @@ async def test_the_partners_list_holds_only_what_she_agreed_to_share(
 
 
 async def test_taking_a_course_off_tells_every_woman_on_it(
-    client: httpx.AsyncClient, hamroh: Hamroh, tokens: dict[str, dict[str, str]]
+    client: httpx.AsyncClient, hamroh: Hamroh, tokens: dict[str, dict[str, str]], clock: Clock
 ) -> None:
     zarina = tokens["zarina"]
     first = (await client.post("/api/courses", json=SEWING, headers=zarina)).json()["id"]
@@ -320,6 +320,19 @@ async def test_taking_a_course_off_tells_every_woman_on_it(
     removed = await client.delete(f"/api/courses/{second}", headers=zarina)
     assert removed.json() == {"id": second, "women": 1, "told": 1}
     assert (await client.delete(f"/api/courses/{second}", headers=zarina)).status_code == 404
+    assert len(await outbox_texts(hamroh)) == 4
+
+    # Put away once it has begun (09:00 in Dushanbe on its first day): the women took part, nobody is told.
+    third = (await client.post("/api/courses", json=SEWING, headers=zarina)).json()["id"]
+    await enrol(hamroh, third, tg)
+    clock.now = datetime(2027, 1, 11, 4, 0, tzinfo=UTC)
+    put_away = await client.patch(f"/api/courses/{third}", json={"active": False}, headers=zarina)
+    assert (put_away.json()["told"], put_away.json()["enrolled"]) == (0, 1)
+    assert (await client.delete(f"/api/courses/{third}", headers=zarina)).json() == {
+        "id": third,
+        "women": 0,
+        "told": 0,
+    }
     assert len(await outbox_texts(hamroh)) == 4
 
 

@@ -46,6 +46,8 @@ async def list_page(
     told: int | None = None,
 ) -> HTMLResponse:
     """Every course with how many women hold a place and how many wait."""
+    now = hamroh.clock()
+    summaries = await courses.list_courses(db)
     message = DONE.get(done or "")
     if done == "deactivated" and told is not None:
         message = f"The course is taken off. Women told it will not take place: {max(told, 0)}."
@@ -54,7 +56,8 @@ async def list_page(
         "coordinate/courses.html",
         {
             "here": "courses",
-            "summaries": await courses.list_courses(db),
+            "summaries": summaries,
+            "begun": {s.course.id for s in summaries if courses.has_begun(s.course, now)},
             "done": message,
             "districts": _district_names(hamroh.flows),
         },

@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.announcements.enrolment import DUSHANBE, LIVE, fill_places, lock_course, tell_row
+from bot.announcements.enrolment import DUSHANBE, LIVE, fill_places, lock_course, starts_at, tell_row
 from bot.conversation.flows import FlowSet
 from bot.staff.audit import record
 from bot.store import Contact, Staff
@@ -264,13 +264,23 @@ async def deactivate(
     db: AsyncSession, vault: Vault, flows: FlowSet, *, course_id: int, now: datetime
 ) -> Taken:
     """Take a course off the lists: every woman on it or waiting is told it will not take place, and her
-    enrolment is cancelled (what she shared for the partner goes with it)."""
+    enrolment is cancelled (what she shared for the partner goes with it). A course that has begun is only
+    put away: its enrolments stay as they are and nobody is told."""
     course = await lock_course(db, course_id)
     if course is None:
         raise CourseNotFound(f"no course {course_id}")
     course.active, course.updated_at = False, now
     db.add(course)
+    if has_begun(course, now):  # put away once it has run: the women on it took part, nothing to tell
+        await db.flush()
+        return Taken()
     return await _tell_all(db, vault, flows, course, now)
+
+
+def has_begun(course: CourseRow, now: datetime) -> bool:
+    """Whether the course's first morning has come (then taking it off tells nobody)."""
+    begins = starts_at(course)
+    return begins is not None and now >= begins
 
 
 async def reactivate(db: AsyncSession, *, course_id: int, now: datetime) -> CourseRow:
@@ -285,11 +295,11 @@ async def reactivate(db: AsyncSession, *, course_id: int, now: datetime) -> Cour
 
 
 async def delete(db: AsyncSession, vault: Vault, flows: FlowSet, *, course_id: int, now: datetime) -> Taken:
-    """Delete a course and its enrolments, every woman on it or waiting told first."""
+    """Delete a course and its enrolments, every woman on it or waiting told first (unless it has begun)."""
     course = await lock_course(db, course_id)
     if course is None:
         raise CourseNotFound(f"no course {course_id}")
-    taken = await _tell_all(db, vault, flows, course, now)
+    taken = Taken() if has_begun(course, now) else await _tell_all(db, vault, flows, course, now)
     await db.exec(sa.delete(Enrolment).where(col(Enrolment.course_id) == course_id))
     await db.delete(course)
     await db.flush()
