@@ -61,7 +61,7 @@ WOMEN = {
 async def add_women(hamroh: Hamroh, vault: Vault, clock: Clock) -> None:
     async with transaction(hamroh.engine) as db:
         for number, (name, her) in enumerate(WOMEN.items()):
-            address = f"+99293555{number:04d}" if her.channel == "sms" else str(700_000 + number)
+            address = f"+99293555{number:04d}" if her.channel == "sms" else f"tg:{700_000 + number}"
             contact = Contact(
                 channel=her.channel,
                 fingerprint=vault.fingerprint(address),
