@@ -137,9 +137,23 @@ async def clearable_message_ids(db: AsyncSession, contact_id: int, now: datetime
     return list((await db.exec(query)).all())
 
 
-async def erase_her(db: AsyncSession, vault: Vault, contact: Contact, address: str, now: datetime) -> None:
-    """Delete everything about her; and ask Twilio to delete her SMS, so they do not live on there."""
+async def erase_her(
+    db: AsyncSession,
+    vault: Vault,
+    contact: Contact,
+    address: str,
+    now: datetime,
+    *,
+    flows: FlowSet | None = None,
+) -> None:
+    """Delete everything about her; and ask Twilio to delete her SMS, so they do not live on there.
+
+    With `flows`, her places on courses are given up first, each to the next woman waiting (who is told);
+    retention erases only women whose courses have ended, where no place can move up.
+    """
     assert contact.id is not None
+    if flows is not None:
+        await enrolment.give_up_all(db, vault, flows, contact_id=contact.id, now=now)
     sent = select(OutboxMessage.provider_id).where(
         OutboxMessage.contact_id == contact.id, OutboxMessage.channel == "sms"
     )

@@ -5,8 +5,8 @@
 - A Twilio message id is the only way to find her SMS at Twilio (erasure deletes them through these ids),
   so before a row holding one is dropped, a `delete_sms` command asks Twilio to delete that SMS.
 - The way back through the menus (the session's history) goes after `history_kept` of silence.
-- A woman silent for `inactive` is erased, without a message to her; an open case or a subscription
-  counts as activity.
+- A woman silent for `inactive` is erased, without a message to her; an open case, a subscription, or a
+  place (or a place on a waiting list) on a course that has not ended counts as activity.
 - The confirmation that her data was erased leaves nothing: deleted when it cannot be delivered, and
   deleted at Twilio once delivered (a delivery report, or `confirmation_kept` without one).
 
@@ -30,7 +30,18 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot import effects, outbox
 from bot.cases import jobs
-from bot.store import OPEN_STATUSES, Case, Contact, ConversationState, Delivery, OutboxMessage
+from bot.conversation.hours import DUSHANBE
+from bot.store import (
+    OPEN_STATUSES,
+    Case,
+    Contact,
+    ConversationState,
+    CourseRow,
+    Delivery,
+    Enrolment,
+    OutboxMessage,
+)
+from bot.store.courses import ENROLLED, WAITING
 from bot.store.crypto import Vault
 
 log = logging.getLogger(__name__)
@@ -178,6 +189,19 @@ async def sweep(db: AsyncSession, vault: Vault, policy: Policy, now: datetime) -
     return done
 
 
+def on_a_course(now: datetime) -> sa.ColumnElement[bool]:
+    """Whether the contact of the outer query is enrolled or waiting on a course that has not ended (a course
+    without an end ends on its first day; one without either has not ended)."""
+    today = now.astimezone(DUSHANBE).date()
+    last_day = sa.func.coalesce(col(CourseRow.ends_on), col(CourseRow.starts_on))
+    return sa.exists().where(
+        col(Enrolment.contact_id) == Contact.id,
+        col(Enrolment.status).in_((ENROLLED, WAITING)),
+        col(Enrolment.course_id) == col(CourseRow.id),
+        sa.or_(last_day.is_(None), last_day >= today),
+    )
+
+
 def _ended_before(cutoff: datetime) -> sa.ColumnElement[bool]:
     ended_at = sa.func.coalesce(col(OutboxMessage.sent_at), col(OutboxMessage.created_at))
     return sa.and_(col(OutboxMessage.status).in_(ENDED), ended_at <= cutoff)
@@ -263,14 +287,14 @@ async def _trim_histories(db: AsyncSession, cutoff: datetime, batch: int) -> int
 
 
 async def _inactive(db: AsyncSession, vault: Vault, cutoff: datetime, now: datetime, batch: int) -> int:
-    """Erase women silent since `cutoff`, without a word to them (an open case or a subscription keeps
-    them)."""
+    """Erase women silent since `cutoff`, without a word to them (an open case, a subscription, or a place
+    on a course not yet ended keeps them)."""
     last_heard = sa.func.coalesce(col(ConversationState.updated_at), col(Contact.created_at))
     open_case = sa.exists().where(col(Case.contact_id) == Contact.id, col(Case.status).in_(OPEN_STATUSES))
     query = (
         select(Contact)
         .outerjoin(ConversationState, col(ConversationState.contact_id) == Contact.id)
-        .where(last_heard <= cutoff, ~col(Contact.subscribed), ~open_case)
+        .where(last_heard <= cutoff, ~col(Contact.subscribed), ~open_case, ~on_a_course(now))
         .order_by(col(Contact.id))
         .limit(batch)
     )

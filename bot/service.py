@@ -157,7 +157,7 @@ class Hamroh:
                 self.flows, session, inp, now, courses=courses, case=seen_case, counsellors=counsellors
             )
         if any(isinstance(e, EraseRequested) for e in turn.events):
-            await effects.erase_her(db, self.vault, contact, address, now)
+            await effects.erase_her(db, self.vault, contact, address, now, flows=self.flows)
             if inbound.provider_id is not None:  # still drop a redelivery of this very message
                 db.add(Delivery(channel=inbound.channel, provider_id=inbound.provider_id, received_at=now))
             ids = await self._queue(db, None, inbound, address, turn, now, ephemeral=True)

@@ -18,7 +18,7 @@ from bot.conversation.flows import FlowSet
 from bot.conversation.model import CancelRequested, Channel, Course, EnrolRequested, Input, Session
 from bot.conversation.screens import date_in_words, enrolment_outcome
 from bot.service import Hamroh
-from bot.store import Case, CourseRow, Enrolment
+from bot.store import Case, CourseRow, Enrolment, OutboxMessage
 from bot.store.db import transaction
 from tests.conftest import Clock
 from tests.test_conversations import Woman, number_of
@@ -180,6 +180,31 @@ async def test_a_course_closed_while_she_read_it_says_so_and_leaves_the_list(
     listing = await her.send(number_of(closed, her.t("Other courses")))
     assert "Швейное дело" not in listing
     assert her.t("No courses here yet. We will announce new ones to those who subscribe.") in listing
+
+
+async def test_erasing_her_gives_her_place_to_the_next_woman_waiting(hamroh: Hamroh, clock: Clock) -> None:
+    await add_course(hamroh, clock, capacity=1)
+    leaving = Woman(hamroh, "sms", "+992927200005", "tg")
+    course = await to_the_course(leaving, "Дӯзандагӣ")
+    await leaving.send(
+        number_of(await leaving.send(number_of(course, leaving.t("Enrol"))), leaving.t("Yes, I agree"))
+    )
+    waiting = Woman(hamroh, "sms", "+992927200006", "ru")
+    course = await to_the_course(waiting, "Швейное дело")
+    consent = await waiting.send(number_of(course, waiting.t("Join the waiting list")))
+    await waiting.send(number_of(consent, waiting.t("Yes, I agree")))
+    assert [status for status, _ in await enrolments(hamroh)] == ["enrolled", "waiting"]
+
+    question = await leaving.send("маълумоти маро нест кунед")
+    await leaving.send(number_of(question, leaving.t("Yes, delete")))
+    assert [status for status, _ in await enrolments(hamroh)] == ["enrolled"]
+    async with transaction(hamroh.engine) as db:
+        (moved_up,) = (await db.exec(select(Enrolment))).all()
+        told = (
+            await db.exec(select(OutboxMessage).where(OutboxMessage.contact_id == moved_up.contact_id))
+        ).all()
+    freed = s(waiting, "place_freed", course="Швейное дело", date=date_in_words(STARTS, "ru"))
+    assert any(json.loads(hamroh.vault.open(row.body))["text"] == freed for row in told)
 
 
 async def test_danger_at_the_consent_screen_gets_112_and_a_person_in_the_same_turn(

@@ -19,7 +19,7 @@ from bot.config import Settings
 from bot.retention import Policy, sweep
 from bot.senders import Outgoing, SendResult, Sent
 from bot.service import Hamroh, Inbound
-from bot.store import Case, Contact, ConversationState, Delivery, OutboxMessage
+from bot.store import Case, Contact, ConversationState, CourseRow, Delivery, Enrolment, OutboxMessage
 from bot.store.db import transaction
 from tests.conftest import Clock
 from tests.test_dispatcher import make, run_until_settled
@@ -157,6 +157,46 @@ async def test_a_woman_silent_for_a_year_is_erased_without_a_word_unless_a_case_
         kept = [c.id for c in (await db.exec(select(Contact).order_by(col(Contact.id)))).all()]
     assert kept == [subscribed.id, in_case.id, kept[-1]]
     assert first.id not in kept
+
+
+async def test_a_place_on_a_course_not_yet_ended_keeps_a_silent_woman(hamroh: Hamroh, clock: Clock) -> None:
+    addresses = ("+992927300001", "+992927300002", "+992927300003", "+992927300004")
+    for n, address in enumerate(addresses, start=1):
+        await she_writes(hamroh, address, "Салом", 10 + n)
+    today, now = clock().date(), clock()
+    async with transaction(hamroh.engine) as db:
+        enrolled, waiting, ended, undated = (await db.exec(select(Contact).order_by(col(Contact.id)))).all()
+        running = CourseRow(
+            title_tg="А", title_ru="А", starts_on=today, ends_on=today + timedelta(days=400), created_at=now
+        )
+        over = CourseRow(
+            title_tg="Б", title_ru="Б", starts_on=today, ends_on=today + timedelta(days=30), created_at=now
+        )
+        someday = CourseRow(title_tg="В", title_ru="В", created_at=now)  # no dates yet: it has not ended
+        db.add_all([running, over, someday])
+        await db.flush()
+        for contact, course, status in (
+            (enrolled, running, "enrolled"),
+            (waiting, running, "waiting"),
+            (ended, over, "enrolled"),
+            (undated, someday, "waiting"),
+        ):
+            assert contact.id is not None
+            assert course.id is not None
+            db.add(
+                Enrolment(
+                    course_id=course.id, contact_id=contact.id, status=status, created_at=now, updated_at=now
+                )
+            )
+    clock.advance(days=365, seconds=1)
+    assert (await run_sweep(hamroh)).contacts_erased == 1  # her course ended 11 months ago
+    async with transaction(hamroh.engine) as db:
+        kept = [c.id for c in (await db.exec(select(Contact).order_by(col(Contact.id)))).all()]
+        places = [(e.contact_id, e.status) for e in (await db.exec(select(Enrolment))).all()]
+    assert kept == [enrolled.id, waiting.id, undated.id]
+    assert sorted(places, key=str) == sorted(
+        [(enrolled.id, "enrolled"), (waiting.id, "waiting"), (undated.id, "waiting")], key=str
+    )
 
 
 async def test_retention_runs_once_across_processes(hamroh: Hamroh, clock: Clock) -> None:

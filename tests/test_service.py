@@ -7,11 +7,26 @@ import json
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from sqlmodel import select
 
+from bot.announcements import enrolment, subscriptions
 from bot.channels.simulator import take
 from bot.service import Hamroh, Inbound, count_rows
-from bot.store import Case, Contact, ConversationState, Delivery, OutboxMessage, RequestLogEntry
+from bot.store import (
+    METADATA,
+    Announcement,
+    AnnouncementRecipient,
+    Case,
+    Contact,
+    ConversationState,
+    CourseRow,
+    Delivery,
+    Enrolment,
+    OutboxMessage,
+    RequestLogEntry,
+    Subscription,
+)
 from bot.store.crypto import AddressError
 from bot.store.db import transaction
 from tests.conftest import Clock
@@ -157,14 +172,23 @@ async def test_the_pseudonym_changes_each_month(small_hamroh: Hamroh, clock: Clo
     assert first.pseudonym != second.pseudonym
 
 
-async def test_erase_leaves_nothing_of_her(small_hamroh: Hamroh) -> None:
+async def test_erase_leaves_nothing_of_her(small_hamroh: Hamroh, clock: Clock) -> None:
     await say(small_hamroh, "1", provider_id="a1")
     await say(small_hamroh, "1", address="+992935550000")  # another woman, who stays
     await say(small_hamroh, "3", provider_id="a2")
     await say(small_hamroh, "4", provider_id="a3")  # a case
+    her_id = await news_course_and_announcement(small_hamroh, clock)
     await say(small_hamroh, "удалить мои данные", provider_id="a4")
     outcome = await small_hamroh.handle(Inbound("sms", PHONE, "1", provider_id="a5"))
     async with transaction(small_hamroh.engine) as db:
+        for table in METADATA.sorted_tables:  # every table that can point to a woman, today's and later ones
+            if "contact_id" in table.c:
+                query = select(sa.func.count()).select_from(table).where(table.c.contact_id == her_id)
+                assert (await db.exec(query)).one() == 0, f"{table.name} still points to her"
+        assert await count_rows(db, Subscription) == 0
+        assert await count_rows(db, Enrolment) == 0
+        (recipient,) = (await db.exec(select(AnnouncementRecipient))).all()
+        assert (recipient.contact_id, recipient.outcome) == (None, "delivered")  # still counted, of nobody
         contacts = (await db.exec(select(Contact))).all()
         assert [small_hamroh.vault.open(c.address) for c in contacts] == ["+992935550000"]
         (case,) = (await db.exec(select(Case))).all()  # her case stays, closed and empty, for the staff
@@ -184,6 +208,32 @@ async def test_erase_leaves_nothing_of_her(small_hamroh: Hamroh) -> None:
         kept = {contact.pseudonym for contact in (await db.exec(select(Contact))).all()}
     assert logged == {"pseudonym0001"}  # the anonymous count of her escalation stays...
     assert not logged & kept  # ...but no longer points to anyone
+
+
+async def news_course_and_announcement(hamroh: Hamroh, clock: Clock) -> int:
+    """Her news topics, a place on a course and an announcement she received; her contact id."""
+    async with transaction(hamroh.engine) as db:
+        fingerprint = hamroh.vault.fingerprint("+992901234567")
+        contact = (await db.exec(select(Contact).where(Contact.fingerprint == fingerprint))).one()
+        assert contact.id is not None
+        await subscriptions.set_topics(db, contact, ["training", "health"], clock())
+        course = CourseRow(title_tg="Дӯзандагӣ", title_ru="Швейное дело", capacity=1, created_at=clock())
+        sent = Announcement(text_tg="Салом", text_ru="Привет", audience="{}", created_at=clock())
+        db.add_all([course, sent])
+        await db.flush()
+        assert course.id is not None
+        assert sent.id is not None
+        placed = await enrolment.enrol(
+            db, hamroh.vault, course_id=course.id, contact_id=contact.id, details={}, now=clock()
+        )
+        assert placed == "enrolled"
+        db.add(
+            AnnouncementRecipient(
+                announcement_id=sent.id, contact_id=contact.id, channel="sms", lang="tg",
+                outcome="delivered", updated_at=clock(),
+            )
+        )  # fmt: skip
+        return contact.id
 
 
 async def test_two_first_messages_at_once_make_one_contact(small_hamroh: Hamroh) -> None:

@@ -130,7 +130,7 @@ async def test_the_simulator_typing_her_number_never_reaches_her(
             assert welcome.startswith(t("Hello! I am Hamroh, help for women. Language:"))  # not her menu
             await sms("1")
             news = await sms("обуна")
-            await sms(number_of(news, t("No news")))
+            await sms(number_of(news, t("Stop news")))
             assert (await sms("СТОП")).startswith(
                 t("Done. You will get no more messages. Write START to come back.")
             )
