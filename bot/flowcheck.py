@@ -12,7 +12,7 @@ import datetime as dt
 import re
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from bot.cases import canned
@@ -54,9 +54,9 @@ ALARMING_WORDS = (
     "таҷовуз",
 )
 EMERGENCY = "emergency"  # the directory entry of 112: first on every danger screen
-# Screens filled from the database are checked with courses of ordinary length (a coordinator's page
-# warns about long titles): two courses near her, one of them hers, with a partner who asks for both
-# her phone and her name.
+# Screens filled from the database are checked with courses of ordinary length (titles are cut on SMS
+# option lines): more courses near her than one screen lists, one of them hers, with a partner who asks
+# for both her phone and her name.
 EXAMPLE_DISTRICT = "bokhtar"
 EXAMPLE_COURSES = (
     Course(
@@ -71,7 +71,15 @@ EXAMPLE_COURSES = (
         partner="Ташкилоти Занон",
         partner_fields=("phone", "name"),
     ),
-    Course({"tg": "Нонпазӣ", "ru": "Выпечка", "en": "Baking"}, None, id=2, standing="waiting"),
+    *(
+        Course(
+            {"tg": f"Ҳисобдории оилавӣ ва пасандоз {n}", "ru": f"Семейный бюджет и сбережения {n}"},
+            None,
+            id=n,
+        )
+        for n in (2, 3, 4)
+    ),
+    Course({"tg": "Нонпазӣ", "ru": "Выпечка", "en": "Baking"}, None, id=5, standing="waiting"),
 )
 
 
@@ -196,6 +204,8 @@ def screens_of(flows: FlowSet, lang: str) -> Iterator[tuple[Node | None, str, Re
                 safety(flows, session, node) if node.danger else screen(flows, session, node, part, courses)
             )
             yield node, f"part {part + 1}", shown
+        if node.listing:  # and as she sees it when nothing is listed (no course near her, none of hers)
+            yield node, "empty", screen(flows, replace(session, news=(), subscribed=False), node, 0, ())
         if node.fact and node.source:
             text = f"{flows.text(lang, flows.strings['source_is'])} {flows.text(lang, node.source)}"
             yield node, "source", Reply(text)

@@ -315,3 +315,31 @@ def test_giving_up_a_place_is_an_event_for_the_store(flows: FlowSet) -> None:
     turn = step(flows, session, Input("1"), NOW, courses=[mine])
     assert turn.events == (CancelRequested(7),)
     assert turn.replies == ()
+
+
+def test_a_long_list_of_courses_pages_and_numbers_pick_from_the_page_she_sees(flows: FlowSet) -> None:
+    courses = [replace(course_of(("phone",)), id=n, titles={"en": f"Course {n}"}) for n in range(1, 6)]
+    session = Session(lang="en", node="training.menu", district="bokhtar")
+    first = step(flows, session, Input("1"), NOW, courses=courses)
+    assert [o.label for o in first.replies[0].options] == [
+        "Course 1",
+        "Course 2",
+        "Course 3",
+        "More",
+        "Another district",
+    ]
+    second = step(flows, first.session, Input("4"), NOW, courses=courses)
+    assert [o.label for o in second.replies[0].options] == ["Course 4", "Course 5", "Another district"]
+    chosen = step(flows, second.session, Input("1"), NOW, courses=courses)
+    assert chosen.replies[0].text.startswith("Course: Course 4")
+    assert chosen.session.course == 4
+    back = step(flows, chosen.session, Input("3"), NOW, courses=courses)  # "Other courses": the first page
+    assert [o.label for o in back.replies[0].options][:3] == ["Course 1", "Course 2", "Course 3"]
+
+
+def test_news_of_courses_is_offered_beside_the_list_while_no_course_is_near(flows: FlowSet) -> None:
+    session = Session(lang="en", node="training.menu", district="khujand")
+    empty = step(flows, session, Input("1"), NOW, courses=[course_of(("phone",))])
+    (reply,) = empty.replies
+    assert "No courses here yet." in reply.text
+    assert [o.label for o in reply.options] == ["Another district", "News of courses"]

@@ -275,11 +275,15 @@ def _press(acc: Acc, key: str) -> None:
 
 
 def _choose(acc: Acc, node: Node, kind: str, value: str) -> None:
-    """A listed item: a course opens its details; a news topic is turned on or off, and shown again."""
+    """A listed item: a course opens its details, "More" the next page of courses; a news topic is turned
+    on or off, and shown again."""
     if kind == listings.COURSE_ITEM and value.isdigit():
         acc.session = replace(acc.session, course=int(value))
         target = listings.node_listing(acc.flows, "course")
         _enter(acc, target.ref if target else MENU)
+    elif kind == listings.PAGE_ITEM and value.isdigit():
+        acc.session = replace(acc.session, page=int(value))
+        _show(acc, node, 0)
     elif kind == listings.TOPIC_ITEM and value in acc.session.news:
         actions.set_news(acc, tuple(t for t in acc.session.news if t != value))
         _enter(acc, node.ref, remember=False)
@@ -329,7 +333,7 @@ def _enter(acc: Acc, ref: str, *, remember: bool = True) -> None:
         # The answer is known: ask again only when she comes back from where the question leads.
         _enter(acc, node.next, remember=remember)
         return
-    moved = acc.session.at(node.ref) if remember else replace(acc.session, node=node.ref, part=0)
+    moved = acc.session.at(node.ref) if remember else replace(acc.session, node=node.ref, part=0, page=0)
     acc.session = moved
     if node.topic:
         acc.events.append(TopicViewed(node.topic))

@@ -54,7 +54,7 @@ class NodeOption:
     label: str
     target: str
     channel: str | None = None  # "sms" or "telegram": shown only there; None: everywhere
-    when: str | None = None  # "open", "full" or "mine": shown only when the course she looks at is so
+    when: str | None = None  # "open", "full", "mine": the course she looks at is so; "none": no course near
 
     def shown_on(self, channel: str) -> bool:
         """Whether she sees this option on `channel`."""

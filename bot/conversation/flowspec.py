@@ -31,8 +31,9 @@ ListingKind = Literal["courses", "course", "course_about", "mine", "consent", "n
 # Answers to questions: her district, her safe hours, or what she shares with a training partner (the last
 # three are used in the turn she types them and never saved).
 SaveKind = Literal["district", "safe_hours", "enrol_name", "enrol_phone", "enrol_name_phone"]
-# An option shown only when the course she looks at is open (places left), full, or already hers.
-WhenKind = Literal["open", "full", "mine"]
+# An option shown only when the course she looks at is open (places left), full, or already hers; or
+# when no course is near her.
+WhenKind = Literal["open", "full", "mine", "none"]
 DATA_FILES = ("words.yaml", "directory.yaml", "districts.yaml")
 
 

@@ -17,8 +17,9 @@ from bot.conversation.model import NEWS_TOPICS, Channel, Course, Option, Session
 
 COURSE_ITEM = "course"
 TOPIC_ITEM = "topic"
-TITLE_CHARS = 40  # of a course's title on an SMS option line: a long title must not cost another SMS
-SMS_COURSES = 5  # courses listed on one SMS screen (Telegram lists twice as many)
+PAGE_ITEM = "page"
+TITLE_CHARS = 24  # of a course's title on an SMS option line: a long title must not cost another SMS
+PER_PAGE = {"sms": 3, "telegram": 8}  # courses on one screen; "More" shows the next ones
 NAME_CHARS = 60
 PHONE = re.compile(r"\+?\d[\d \-()]{7,}\d")
 TJ_PREFIX = "992"  # a phone written without its country code is a Tajik one
@@ -32,7 +33,7 @@ def item_key(node: Node, kind: str, value: str | int) -> str:
 def item(option_id: str) -> tuple[str, str] | None:
     """The kind and value of a listed item's option id ("course:12" -> ("course", "12")), else None."""
     kind, _, value = option_id.partition(":")
-    if kind in (COURSE_ITEM, TOPIC_ITEM) and value:
+    if kind in (COURSE_ITEM, TOPIC_ITEM, PAGE_ITEM) and value:
         return kind, value
     return None
 
@@ -52,10 +53,14 @@ def node_listing(flows: FlowSet, kind: str) -> Node | None:
     return next((n for n in flows.nodes.values() if n.listing == kind), None)
 
 
-def condition_holds(when: str | None, course: Course | None) -> bool:
-    """Whether an option with this `when` is shown for the course she looks at."""
+def condition_holds(when: str | None, session: Session, courses: Sequence[Course]) -> bool:
+    """Whether an option with this `when` is shown: for the course she looks at, or ("none") while no
+    course is near her."""
     if when is None:
         return True
+    if when == "none":
+        return not near(session, courses)
+    course = chosen(session, courses)
     if course is None:
         return False
     mine = course.standing is not None
@@ -74,13 +79,18 @@ def options(
 ) -> tuple[Option, ...]:
     """The listed items of a screen, before its own options."""
     lang = session.lang or "tg"
-    limit = SMS_COURSES if channel == "sms" else SMS_COURSES * 2
     match node.listing:
         case "courses":
-            return tuple(
+            listed = near(session, courses)
+            per = PER_PAGE[channel]
+            page = session.page if session.page * per < len(listed) else 0
+            shown = tuple(
                 Option(item_key(node, COURSE_ITEM, c.id), short(c.title(lang)))
-                for c in near(session, courses)[:limit]
+                for c in listed[page * per : (page + 1) * per]
             )
+            if (page + 1) * per < len(listed):
+                shown = (*shown, Option(item_key(node, PAGE_ITEM, page + 1), _s(flows, lang, "more")))
+            return shown
         case "mine":
             waiting = flows.text(lang, flows.strings["mine_waiting"])
             return tuple(

@@ -42,6 +42,7 @@ class Session:
     last_active: datetime | None = None
     news: tuple[str, ...] = ()  # the topics of news she asked for, in NEWS_TOPICS order
     course: int | None = None  # the course she is looking at (its id), for its details and enrolling
+    page: int = 0  # the page of a long list of courses she sees (numbers pick from that page)
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict of this session."""
@@ -57,6 +58,7 @@ class Session:
             "last_active": self.last_active.isoformat() if self.last_active else None,
             "news": list(self.news),
             "course": self.course,
+            "page": self.page,
         }
 
     @classmethod
@@ -80,6 +82,7 @@ class Session:
             last_active=datetime.fromisoformat(last) if last else None,
             news=tuple(t for t in NEWS_TOPICS if t in news),
             course=course if isinstance(course, int) else None,
+            page=max(int(data.get("page", 0)), 0),
         )
 
     def with_news(self, topics: Iterable[str]) -> Session:
@@ -93,7 +96,7 @@ class Session:
         history = self.history
         if self.node is not None and self.node != node:
             history = (*self.history, self.node)[-10:]
-        return replace(self, node=node, part=part, history=history)
+        return replace(self, node=node, part=part, history=history, page=0)
 
 
 @dataclass(frozen=True)

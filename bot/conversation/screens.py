@@ -75,11 +75,10 @@ def options(
         return (Option(more_key(node, part + 1), flows.text(lang, flows.strings["more"])),)
     seen_as = session if session is not None else Session(lang=lang)
     listed = listings.options(flows, node, seen_as, courses, channel) if node.listing else ()
-    course = listings.chosen(seen_as, courses)
     own = tuple(
         Option(option_key(node, o.id), flows.text(lang, o.label))
         for o in node.options
-        if o.shown_on(channel) and listings.condition_holds(o.when, course)
+        if o.shown_on(channel) and listings.condition_holds(o.when, seen_as, courses)
     )
     if node.fact and node.source and not node.danger:
         own = (*own, Option(source_key(node), flows.text(lang, flows.strings["source"])))
