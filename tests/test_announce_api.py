@@ -307,12 +307,14 @@ async def test_refusals_are_4xx_with_a_reason(
         answer = await client.post("/api/announcements", json=payload, headers=zarina)
         assert answer.status_code == 422, payload
         assert why in answer.text, (payload, answer.text)
-    broken = await client.post(
-        "/api/announcements",
-        content=b'{"text": {"tg": "\\ud800", "ru": "x"}',
-        headers={**zarina, "content-type": "application/json"},
-    )
-    assert broken.status_code == 422
+    as_json = {**zarina, "content-type": "application/json"}
+    for raw in (
+        b'{"text": {"tg": "\\ud800", "ru": "x"}',  # not JSON at all
+        b'{"text": {"tg": "\\ud800", "ru": "x"}}',  # a lone surrogate: no UTF-8 can carry it
+        b'{"text": {"tg": "hi", "ru": "x"}, "audience": {"districts": ["\\ud800"]}}',
+    ):
+        broken = await client.post("/api/announcements", content=raw, headers=as_json)
+        assert broken.status_code == 422, raw
 
     created = await draft(client, zarina)
     send = f"/api/announcements/{created['id']}/send"
