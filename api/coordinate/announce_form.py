@@ -1,11 +1,12 @@
-"""The announcements page's form: what a coordinator typed and ticked, in words and as the steps take it.
-
-No step is taken here: the routes in api/coordinate/announcements.py do that.
+"""What the announcements page and API share: the page's form (what a coordinator typed and ticked, in
+words and as the steps take it), the stored filters and names, and the status that says why a step was
+refused. No step is taken here: the routes in api/coordinate/announcements.py and api/rest do that.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -15,9 +16,16 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.datastructures import FormData
 
 from bot.announcements.audience import Audience
-from bot.announcements.drafts import AnnouncementInvalid
+from bot.announcements.drafts import (
+    AnnouncementConflict,
+    AnnouncementError,
+    AnnouncementInvalid,
+    AnnouncementNotFound,
+)
 from bot.conversation.flows import FlowSet
 from bot.conversation.hours import DUSHANBE
+from bot.store import Staff
+from bot.store.announcements import Announcement
 from bot.store.courses import CourseRow
 
 FILTER_KEYS = ("regions", "districts", "langs", "channels", "topics", "courses")
@@ -134,3 +142,33 @@ def chosen_labels(filters: dict[str, list[Any]], flows: FlowSet, courses: list[C
 def form_field(form: FormData, name: str) -> str:
     value = form.get(name)
     return value[:LONGEST_FIELD] if isinstance(value, str) else ""
+
+
+STATUS_OF: dict[type[AnnouncementError], int] = {
+    AnnouncementNotFound: 404,
+    AnnouncementConflict: 409,
+    AnnouncementInvalid: 422,
+}
+
+
+def status_of(error: AnnouncementError) -> int:
+    """The HTTP status that says why a step on an announcement could not be done."""
+    return next((code for kind, code in STATUS_OF.items() if isinstance(error, kind)), 409)
+
+
+def filters_of(announcement: Announcement) -> dict[str, list[Any]]:
+    """The filters as the coordinator chose them (stored as JSON)."""
+    try:
+        stored = json.loads(announcement.audience or "{}")
+    except ValueError:
+        return {}
+    return {k: list(v) for k, v in stored.items() if isinstance(v, list)} if isinstance(stored, dict) else {}
+
+
+async def staff_names(db: AsyncSession, announcements: Sequence[Announcement]) -> dict[int, str]:
+    """Who wrote and who approved these announcements, by id."""
+    ids = {i for a in announcements for i in (a.created_by, a.approved_by) if i is not None}
+    if not ids:
+        return {}
+    rows = await db.exec(select(Staff.id, Staff.name).where(col(Staff.id).in_(ids)))
+    return {staff_id: name for staff_id, name in rows.all() if staff_id is not None}

@@ -27,12 +27,14 @@ from api.coordinate.announce_form import (
     course_label,
     courses,
     dushanbe_time,
+    filters_of,
     form_field,
     regions,
+    staff_names,
+    status_of,
 )
 from api.coordinate.common import Coordinator, page
 from api.deps import DbDep, HamrohDep, SettingsDep
-from api.rest.announcements import filters_of, staff_names, status_of
 from bot.announcements import drafts
 from bot.announcements.audience import CHANNELS, LANGS, Audience
 from bot.announcements.drafts import (

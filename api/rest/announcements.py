@@ -4,39 +4,26 @@ work and turns its refusals into status codes (404, 409, 422), each with its rea
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, HTTPException, Path
+from fastapi import APIRouter, Body, HTTPException, Path
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
-from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from api.deps import DbDep, HamrohDep, SettingsDep, require_api
+from api.coordinate.announce_form import filters_of, staff_names, status_of
+from api.coordinate.common import ApiCoordinator
+from api.deps import DbDep, HamrohDep, SettingsDep
 from api.rest.errors import ApiRoute
 from bot.announcements import drafts
 from bot.announcements.audience import Audience
-from bot.announcements.drafts import (
-    AnnouncementConflict,
-    AnnouncementError,
-    AnnouncementInvalid,
-    AnnouncementNotFound,
-    Preview,
-)
-from bot.store import Staff
+from bot.announcements.drafts import AnnouncementError, Preview
 from bot.store.announcements import Announcement
 
-ApiCoordinator = Annotated[Staff, Depends(require_api("coordinator", "admin"))]
 AnnouncementId = Annotated[int, Path(ge=1, le=2**31 - 1, description="the announcement's id")]  # int4
 
-STATUS_OF: dict[type[AnnouncementError], int] = {
-    AnnouncementNotFound: 404,
-    AnnouncementConflict: 409,
-    AnnouncementInvalid: 422,
-}
 REFUSALS: dict[int | str, dict[str, Any]] = {
     401: {"description": "no valid API token"},
     403: {"description": "only coordinators and admins may announce"},
@@ -150,11 +137,6 @@ def refusals() -> Iterator[None]:
         yield
     except AnnouncementError as exc:
         raise HTTPException(status_of(exc), exc.reason) from None
-
-
-def status_of(error: AnnouncementError) -> int:
-    """The HTTP status that says why a step on an announcement could not be done."""
-    return next((code for kind, code in STATUS_OF.items() if isinstance(error, kind)), 409)
 
 
 @router.post("", status_code=201)
@@ -288,21 +270,3 @@ async def full(db: AsyncSession, announcement: Announcement, names: Mapping[int,
         override_reason=announcement.override_reason,
         counts=Counts.model_validate(counts),
     )
-
-
-def filters_of(announcement: Announcement) -> dict[str, list[Any]]:
-    """The filters as the coordinator chose them (stored as JSON)."""
-    try:
-        stored = json.loads(announcement.audience or "{}")
-    except ValueError:
-        return {}
-    return {k: list(v) for k, v in stored.items() if isinstance(v, list)} if isinstance(stored, dict) else {}
-
-
-async def staff_names(db: AsyncSession, announcements: Sequence[Announcement]) -> dict[int, str]:
-    """Who wrote and who approved these announcements, by id."""
-    ids = {i for a in announcements for i in (a.created_by, a.approved_by) if i is not None}
-    if not ids:
-        return {}
-    rows = await db.exec(select(Staff.id, Staff.name).where(col(Staff.id).in_(ids)))
-    return {staff_id: name for staff_id, name in rows.all() if staff_id is not None}
