@@ -86,6 +86,14 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('subscriptions', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_subscriptions_topic'), ['topic'], unique=False)
+    # Before topics, "subscribed" meant news of everything: those women keep every topic.
+    for topic in ('training', 'legal_aid', 'health', 'events'):
+        op.execute(
+            sa.text(
+                'INSERT INTO subscriptions (contact_id, topic, created_at) '
+                'SELECT id, :topic, created_at FROM contacts WHERE subscribed'
+            ).bindparams(topic=topic)
+        )
 
     op.create_table('announcement_recipients',
     sa.Column('id', sa.Integer(), nullable=False),
