@@ -167,10 +167,10 @@ async def _announce(page: Page, base_url: str) -> None:
     # Saved, then refused inside quiet hours until she says why.
     await page.get_by_role("button", name="Save draft").click()
     await expect(page.get_by_text("Draft saved.")).to_be_visible()
-    await page.get_by_role("button", name="Send", exact=True).click()
+    await page.get_by_role("button", name="Send now").click()
     await expect(page.get_by_role("alert")).to_contain_text("inside the quiet hours")
     await page.get_by_label("Reason to send inside quiet hours").fill("The course starts tomorrow.")
-    await page.get_by_role("button", name="Send with this reason").click()
+    await page.get_by_role("button", name="Send now").click()
     await expect(page.get_by_text("Sending:")).to_be_visible()
 
 
@@ -179,6 +179,8 @@ async def _counted(page: Page) -> None:
     sent = page.locator('#counts [data-count="sent"]')
     await expect(sent).to_have_text("3", timeout=10_000)
     await expect(page.locator('#counts [data-count="queued"]')).to_have_text("0")
+    await expect(page.locator("#counts [data-status]")).to_have_text("sent", timeout=5_000)
+    await expect(page.get_by_role("button", name="Cancel the announcement")).to_have_count(0)  # all left
     await page.screenshot(path=str(SCREENSHOTS / "hamroh-announce-sending.png"), full_page=True)
 
 
@@ -189,9 +191,8 @@ async def _schedule_and_cancel(page: Page) -> None:
     await page.get_by_role("button", name="Save draft").click()
     await expect(page.get_by_text("Draft saved.")).to_be_visible()
     later = datetime.now(DUSHANBE) + timedelta(days=1, hours=3)  # well outside the quiet hours
-    await page.get_by_label("Send at a time").check()
     await page.get_by_label("Date and time (Dushanbe)").fill(f"{later:%Y-%m-%dT%H:%M}")
-    await page.get_by_role("button", name="Send", exact=True).click()
+    await page.get_by_role("button", name="Schedule").click()
     await expect(page.get_by_text("Scheduled.")).to_be_visible()
     await expect(page.locator("[data-status]")).to_have_text("scheduled")
     await expect(page.locator("#counts")).to_contain_text(f"{later:%d %b %H:%M}".lstrip("0"))

@@ -147,7 +147,13 @@ async def counts_fragment(
     return page(
         request,
         "coordinate/announcements_counts.html",
-        {"a": announcement, "counts": counts, "count_labels": COUNT_LABELS, "live": LIVE},
+        {
+            "a": announcement,
+            "counts": counts,
+            "count_labels": COUNT_LABELS,
+            "live": LIVE,
+            "cancellable": CANCELLABLE,
+        },
     )
 
 
@@ -163,7 +169,7 @@ async def send(
     """Send now, or at a time read as Dushanbe time; inside quiet hours only with a reason."""
     form = await request.form()
     sending = {
-        "when": form_field(form, "when") or "now",
+        "when": "at" if form_field(form, "when") == "at" else "now",
         "at": form_field(form, "at"),
         "override_reason": form_field(form, "override_reason").strip(),
     }
@@ -314,7 +320,7 @@ async def _one(
         and (not needs_approval or announcement.approved_by is not None),
         "can_approve": needs_approval and announcement.status == "draft",
         "own": announcement.created_by == staff.id,
-        "can_cancel": announcement.status in CANCELLABLE,
+        "cancellable": CANCELLABLE,
         "today": hamroh.clock().astimezone(DUSHANBE).strftime("%Y-%m-%dT%H:%M"),
         "script_labels": SCRIPT_LABELS,
         "lang_labels": LANG_LABELS,
