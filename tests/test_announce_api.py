@@ -22,7 +22,7 @@ from bot.config import Settings
 from bot.service import Hamroh
 from bot.staff.accounts import get_staff, issue_token
 from bot.staff.sessions import start_session
-from bot.store import Announcement, AuditEntry, Contact, Staff, Subscription
+from bot.store import Announcement, AuditEntry, Contact, CourseRow, Enrolment, Staff, Subscription
 from bot.store.crypto import Vault
 from bot.store.db import transaction
 from tests.conftest import TEST_ENCRYPTION_KEY, TEST_HASH_KEY, Clock
@@ -473,3 +473,38 @@ async def test_the_page_offers_approval_to_a_second_coordinator_only(
         assert sent.headers["location"].endswith("?done=sending")
         counts = await client.get(f"{path}/counts")
         assert '<dd data-count="queued">3</dd>' in counts.text
+
+
+async def test_the_page_offers_active_courses_and_their_women(
+    client: httpx.AsyncClient, hamroh: Hamroh, tokens: dict[str, dict[str, str]], clock: Clock
+) -> None:
+    async with transaction(hamroh.engine) as db:
+        sewing = CourseRow(
+            title_tg="Дӯзандагӣ", title_ru="Швейное дело", title_en="Sewing", created_at=clock.now
+        )
+        old = CourseRow(
+            title_tg="Кӯҳна", title_ru="Старый", title_en="Old course", active=False, created_at=clock.now
+        )
+        db.add_all([sewing, old])
+        await db.flush()
+        her = (await db.exec(select(Contact).where(Contact.pseudonym == "khujand_telegram_tg"))).one()
+        assert sewing.id is not None
+        assert her.id is not None
+        db.add(
+            Enrolment(
+                course_id=sewing.id,
+                contact_id=her.id,
+                status="enrolled",
+                created_at=clock.now,
+                updated_at=clock.now,
+            )
+        )
+    zarina = await logged_in(client, hamroh, "zarina")
+    page = (await client.get("/coordinate/announcements")).text
+    assert f'name="courses" value="{sewing.id}"> Sewing' in page
+    assert "Old course" not in page
+    chosen = [("text_tg", TEXT["tg"]), ("text_ru", TEXT["ru"]), ("courses", str(sewing.id))]
+    live = await zarina.post("/coordinate/announcements/preview", chosen, **{"HX-Request": "true"})
+    assert "1</strong>" in live.text  # the one woman on the course who asked for news
+    saved = await zarina.post("/coordinate/announcements", chosen)
+    assert "Course: Sewing" in (await client.get(saved.headers["location"])).text
