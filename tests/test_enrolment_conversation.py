@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 from sqlmodel import select
@@ -343,3 +343,15 @@ def test_news_of_courses_is_offered_beside_the_list_while_no_course_is_near(flow
     (reply,) = empty.replies
     assert "No courses here yet." in reply.text
     assert [o.label for o in reply.options] == ["Another district", "News of courses"]
+
+
+@pytest.mark.parametrize("lang", ["tg", "ru"])
+@pytest.mark.parametrize("outcome", [*get_args(enrolment.Outcome), "cancelled", "not_enrolled"])
+def test_every_answer_of_the_store_has_words_in_her_language(flows: FlowSet, lang: str, outcome: str) -> None:
+    course = course_of(("phone",))
+    session = Session(lang=lang, node="training.enrolment", course=7)
+    reply = enrolment_outcome(flows, session, outcome, course, "sms")
+    first = reply.text.splitlines()[0]
+    assert course.title(lang) in first
+    assert first != flows.strings[f"enrol_{outcome}"].format(course=course.title(lang))  # translated
+    assert reply.menu is not None
