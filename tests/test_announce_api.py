@@ -142,8 +142,12 @@ async def test_a_draft_says_who_it_reaches_and_what_it_costs_then_goes_out_and_i
     # SMS go to the woman in Bokhtar (Russian, 1 part) and the one who reads Latin (Tajik, 1 part).
     assert created["estimated_cost"] == "0.70 TJS"
 
+    second = await draft(client, zarina, topics=["health"])
     listed = (await client.get("/api/announcements", headers=zarina)).json()["announcements"]
-    assert [a["id"] for a in listed] == [created["id"]]
+    assert [a["id"] for a in listed] == [second["id"], created["id"]]  # newest first
+    latest = (await client.get("/api/announcements?limit=1", headers=zarina)).json()["announcements"]
+    assert [a["id"] for a in latest] == [second["id"]]
+    assert (await client.get("/api/announcements?limit=0", headers=zarina)).status_code == 422
     one = (await client.get(f"/api/announcements/{created['id']}", headers=zarina)).json()
     assert one["status"] == "draft"
     assert one["text"] == TEXT
@@ -172,7 +176,7 @@ async def test_a_draft_says_who_it_reaches_and_what_it_costs_then_goes_out_and_i
 
     async with transaction(hamroh.engine) as db:
         actions = [e.action for e in (await db.exec(select(AuditEntry))).all()]
-    assert actions.count("announcement.create") == 1
+    assert actions.count("announcement.create") == 2
     assert actions.count("announcement.send") == 1
     assert actions.count("announcement.cancel") == 1
 

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, HTTPException, Path
+from fastapi import APIRouter, Body, HTTPException, Path, Query
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -162,9 +162,11 @@ async def create(
 
 
 @router.get("")
-async def list_announcements(staff: ApiCoordinator, db: DbDep) -> AnnouncementList:
-    """The latest announcements, with their counts."""
-    found = await drafts.listing(db)
+async def list_announcements(
+    staff: ApiCoordinator, db: DbDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+) -> AnnouncementList:
+    """The latest announcements, newest first, with their counts."""
+    found = await drafts.listing(db, limit=limit)
     names = await staff_names(db, found)
     return AnnouncementList(announcements=[await full(db, a, names) for a in found])
 
