@@ -18,6 +18,7 @@ from bot.conversation.flowload import load_flowset
 from bot.conversation.flows import FlowSet
 from bot.conversation.i18n import load_translations
 from bot.dispatcher import Dispatcher, Limits
+from bot.reports import rollup as report_rollup
 from bot.senders import Sender
 from bot.service import Hamroh
 from bot.store.crypto import Vault, development_keys, make_vault
@@ -193,5 +194,9 @@ async def run_case_jobs(settings: Settings, hamroh: Hamroh, stop: asyncio.Event)
             )
         except Exception as exc:  # as above: a due announcement is enqueued next round
             log.warning("announcement jobs failed (%s); trying again", type(exc).__name__)
+        try:  # a month that has just closed is counted now, not by the first report page to ask
+            await report_rollup.refresh(hamroh.engine, now=hamroh.clock())
+        except Exception as exc:  # as above: the page counts it itself if need be
+            log.warning("report rollup failed (%s); trying again", type(exc).__name__)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), every.total_seconds())

@@ -19,7 +19,7 @@ from sqlmodel import select
 from api.app import create_app
 from api.deps import SESSION_COOKIE
 from bot.reports import aggregate, report
-from bot.reports.rollup import Period, live_ranges, month_of, month_start, refresh
+from bot.reports.rollup import Period, live_months, month_of, month_start, refresh
 from bot.service import Hamroh
 from bot.staff.accounts import get_staff, issue_token
 from bot.staff.sessions import start_session
@@ -91,6 +91,11 @@ async def test_requests_are_counted_by_dushanbe_month_region_channel_and_languag
     # Live: nothing rolled up yet.
     live = await requests_by(hamroh, "month")
     assert live == {("2026-10",): 24, ("2026-11",): 27}
+    async with transaction(hamroh.engine) as db:
+        before = await aggregate.requests_by_each(
+            db, regions(hamroh), keys=aggregate.KEYS, period=Period(), now=hamroh.clock()
+        )
+    assert before["month"].counts == live
     assert await refresh(hamroh.engine, now=hamroh.clock()) == ["2026-10"]
     assert await refresh(hamroh.engine, now=hamroh.clock()) == []  # a closed month is counted once
     async with transaction(hamroh.engine) as db:
@@ -130,6 +135,14 @@ async def test_requests_are_counted_by_dushanbe_month_region_channel_and_languag
         ("legal.divorce",): 3,
         ("help.crisis",): 2,
     }
+    # The page's one-key tables, read together, say the same, with and without a period.
+    for period in (Period(), november, october):
+        async with transaction(hamroh.engine) as db:
+            each = await aggregate.requests_by_each(
+                db, regions(hamroh), keys=aggregate.KEYS, period=period, now=hamroh.clock()
+            )
+        for key in aggregate.KEYS:
+            assert each[key].counts == await requests_by(hamroh, key, period=period), (key, period)
     async with transaction(hamroh.engine) as db:
         women = await aggregate.women(db, period=Period(), now=hamroh.clock())
     assert dict(women.counts) == {("2026-10",): 10, ("2026-11",): 8}
@@ -369,9 +382,13 @@ def test_months_are_dushanbe_months() -> None:
     assert month_of(midnight) == "2026-11"
     assert month_of(midnight - timedelta(seconds=1)) == "2026-10"
     assert month_start("2026-12") == datetime(2026, 11, 30, 19, tzinfo=UTC)
-    now = datetime(2026, 11, 28, tzinfo=UTC)
-    ranges = live_ranges(Period(first="2026-09"), ["2026-10"], now)
-    assert ranges == [
-        (month_start("2026-09"), month_start("2026-10")),
-        (month_start("2026-11"), month_start("2026-12")),
-    ]
+    assert month_start("2026-01") == datetime(2025, 12, 31, 19, tzinfo=UTC)
+
+
+async def test_the_open_month_and_months_not_rolled_up_are_read_live(hamroh: Hamroh) -> None:
+    await add_requests(hamroh)
+    async with transaction(hamroh.engine) as db:
+        everything = await live_months(db, Period(), [], hamroh.clock())
+        assert everything == ["2026-10", "2026-11"]
+        assert await live_months(db, Period(first="2026-09"), ["2026-10"], hamroh.clock()) == ["2026-11"]
+        assert await live_months(db, Period(last="2026-10"), [], hamroh.clock()) == ["2026-10"]

@@ -3,8 +3,9 @@
 Why a rollup: a report over a year of the request log groups every row of it (a million rows take most of a
 second on PostgreSQL for each table, and the page shows several). A month's rows never change once the month
 has closed (a row is written for the hour in which she asked), so each closed month is counted once into
-`request_counts` (month x topic x channel x language x district) and `request_months` (its requests and
-women), and the page reads those few thousand rows plus the live rows of the open month through the
+`request_counts` (month x topic x channel x language x district: the API's tables of several keys),
+`request_marginals` (month x one key x its value: a few hundred rows a month, all that the page's one-key
+tables read) and `request_months` (its requests and women); the open month is read live through the
 index on `hour`. The rollup is brought up to date by the page itself before it reads (`refresh`): nothing
 to do costs two small queries; the first page of a month counts the month that just closed, once, with one
 INSERT ... SELECT per month. Erasing her never touches the request log (it has no link to her), so the
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -26,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.store import RequestCount, RequestLogEntry, RequestMonth
+from bot.store import RequestCount, RequestLogEntry, RequestMarginal, RequestMonth
 from bot.store.db import transaction
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 # Tajikistan has kept UTC+5 all year since 1991: a fixed offset is exact, and SQLite has no time zones.
 DUSHANBE = timedelta(hours=5)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # before any row: the lower end of "from the beginning"
+MARGINAL_KEYS = ("topic", "channel", "lang", "district")  # request_marginals: one key at a time
 MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 
 
@@ -125,19 +127,29 @@ async def _months_to_roll(db: AsyncSession, now: datetime) -> list[str]:
 
 async def _roll(db: AsyncSession, month: str, now: datetime) -> None:
     start, end = month_start(month), month_start(next_month(month))
-    in_month = [col(RequestLogEntry.hour) >= start, col(RequestLogEntry.hour) < end]
+    within = [col(RequestLogEntry.hour) >= start, col(RequestLogEntry.hour) < end]
     topic, channel = col(RequestLogEntry.topic), col(RequestLogEntry.channel)
     lang = sa.func.coalesce(col(RequestLogEntry.lang), "")
     district = sa.func.coalesce(col(RequestLogEntry.district), "")
     counted = (
         sa.select(sa.literal(month), topic, channel, lang, district, sa.func.count())
-        .where(*in_month)
+        .where(*within)
         .group_by(topic, channel, lang, district)
     )
     columns = ["month", "topic", "channel", "lang", "district", "requests"]
     await db.exec(sa.insert(RequestCount).from_select(columns, counted))
+    for key in MARGINAL_KEYS:
+        value = col(getattr(RequestCount, key))
+        per_value = (
+            sa.select(sa.literal(month), sa.literal(key), value, sa.func.sum(col(RequestCount.requests)))
+            .where(col(RequestCount.month) == month)
+            .group_by(value)
+        )
+        await db.exec(
+            sa.insert(RequestMarginal).from_select(["month", "key", "value", "requests"], per_value)
+        )
     pseudonyms = sa.func.count(sa.distinct(col(RequestLogEntry.pseudonym)))
-    (totals,) = await rows(db, sa.select(sa.func.count(), pseudonyms).where(*in_month))
+    (totals,) = await rows(db, sa.select(sa.func.count(), pseudonyms).where(*within))
     db.add(RequestMonth(month=month, requests=totals[0], women=totals[1], rolled_at=now))
     await db.flush()
 
@@ -152,34 +164,32 @@ async def rolled_months(db: AsyncSession, period: Period, now: datetime) -> dict
     return {m.month: (m.requests, m.women) for m in (await db.exec(query)).all()}
 
 
-def live_ranges(period: Period, rolled: Sequence[str], now: datetime) -> list[tuple[datetime, datetime]]:
-    """The UTC ranges of the period whose months are not rolled up (the open month, or any not yet done)."""
-    end_month = min(period.last, month_of(now)) if period.last is not None else month_of(now)
-    months_in = sorted(rolled)
-    ranges: list[tuple[datetime, datetime]] = []
-    start = month_start(period.first) if period.first is not None else None
-    cursor = period.first
-    for month in months_in:
-        if cursor is None or month > cursor:
-            ranges.append((start or EPOCH, month_start(month)))
-        start, cursor = month_start(next_month(month)), next_month(month)
-    if cursor is None or cursor <= end_month:
-        ranges.append((start or EPOCH, month_start(next_month(end_month))))
-    return [(a, b) for a, b in ranges if a < b]
+async def live_months(db: AsyncSession, period: Period, rolled: Iterable[str], now: datetime) -> list[str]:
+    """The months of the period read from the log itself: the open month, and any not rolled up yet
+    (from the oldest row's month on)."""
+    oldest = (await db.exec(select(sa.func.min(RequestLogEntry.hour)))).one()
+    if oldest is None:
+        return []
+    month = max(month_of(oldest), period.first or "")
+    last = min(period.last, month_of(now)) if period.last is not None else month_of(now)
+    done, out = set(rolled), []
+    while month <= last:
+        if month not in done:
+            out.append(month)
+        month = next_month(month)
+    return out
 
 
-def in_ranges(column: Any, ranges: Sequence[tuple[datetime, datetime]]) -> Any:
-    """A condition: the time column falls in one of the ranges."""
-    if not ranges:
-        return sa.false()
-    return sa.or_(*(sa.and_(column >= a, column < b) for a, b in ranges))
+def in_month(column: Any, month: str) -> list[Any]:
+    """Conditions: the UTC time column falls in the Dushanbe month (usable with an index)."""
+    return [column >= month_start(month), column < month_start(next_month(month))]
 
 
 __all__ = [
     "DUSHANBE",
     "Period",
-    "in_ranges",
-    "live_ranges",
+    "in_month",
+    "live_months",
     "month_of",
     "month_sql",
     "month_start",

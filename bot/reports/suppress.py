@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 
 Key = tuple[str, ...]
 MAX_CELLS = 20_000  # a finer table would be mostly hidden cells, and protecting it too slow for a page
-MAX_BOXES = 4_096  # boxes considered for one cell; beyond it only the cheapest partners of each key
+MAX_BOXES = 256  # boxes considered for one cell; beyond it only the cheapest partners of each key
 
 
 class TooFine(ValueError):

@@ -17,7 +17,7 @@ from bot.store.announcements import (
 from bot.store.cases import OPEN_STATUSES, Case, CaseEvent, CaseMessage
 from bot.store.courses import PARTNER_FIELDS, CourseRow, Enrolment
 from bot.store.feed import ConsoleEvent, JobRun
-from bot.store.reports import RequestCount, RequestMonth
+from bot.store.reports import RequestCount, RequestMarginal, RequestMonth
 from bot.store.staff import ROLES, AuditEntry, LoginThrottle, Staff, StaffSession
 from bot.store.tables import (
     ChatMessage,
@@ -56,6 +56,7 @@ __all__ = [
     "OutboxMessage",
     "RequestCount",
     "RequestLogEntry",
+    "RequestMarginal",
     "RequestMonth",
     "Staff",
     "StaffSession",

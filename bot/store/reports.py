@@ -36,3 +36,15 @@ class RequestCount(SQLModel, table=True):
     lang: str = Field(max_length=8, primary_key=True)
     district: str = Field(max_length=64, primary_key=True)
     requests: int
+
+
+class RequestMarginal(SQLModel, table=True):
+    """Requests of one closed month for one value of one key (topic, channel, lang or district): what the
+    report page's one-key tables read, a few hundred rows a month however many women asked."""
+
+    __tablename__ = "request_marginals"
+
+    month: str = Field(max_length=7, primary_key=True)
+    key: str = Field(max_length=16, primary_key=True)
+    value: str = Field(max_length=64, primary_key=True)
+    requests: int

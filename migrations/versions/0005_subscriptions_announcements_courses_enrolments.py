@@ -70,6 +70,13 @@ def upgrade() -> None:
     sa.Column('requests', sa.Integer(), nullable=False),
     sa.PrimaryKeyConstraint('month', 'topic', 'channel', 'lang', 'district')
     )
+    op.create_table('request_marginals',
+    sa.Column('month', sqlmodel.sql.sqltypes.AutoString(length=7), nullable=False),
+    sa.Column('key', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
+    sa.Column('value', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+    sa.Column('requests', sa.Integer(), nullable=False),
+    sa.PrimaryKeyConstraint('month', 'key', 'value')
+    )
     op.create_table('request_months',
     sa.Column('month', sqlmodel.sql.sqltypes.AutoString(length=7), nullable=False),
     sa.Column('requests', sa.Integer(), nullable=False),
@@ -144,6 +151,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table('request_months')
+    op.drop_table('request_marginals')
     op.drop_table('request_counts')
     with op.batch_alter_table('outbox', schema=None) as batch_op:
         batch_op.drop_constraint('fk_outbox_announcement_text', type_='foreignkey')
