@@ -28,10 +28,11 @@ combination of the cells and totals of the table (nor of the totals over fewer k
 too) gives it back. Keys with a single value are set aside first: their lines are single cells, equal to
 the totals over the other keys.
 
-What it does not prevent (said in README): subtracting two answers over overlapping periods, or joining
-two different tables of the same keys' finer splits; the pages and the API publish fixed monthly tables,
-and the period's months are whole, which limits what a difference can show to a monthly cell that the
-table with `month` protects. Tables of three keys or more show cells only, no totals.
+What it does not prevent (said in README): the difference of two answers over overlapping periods (January
+to November minus January to October is November alone, small cells included), and joining two different
+tables that split the same counts by different keys. Each table is safe on its own and with every table of
+fewer keys over the same period; publish fixed periods, not a series of overlapping ones. Tables of three
+keys or more show cells only, no totals.
 """
 
 from __future__ import annotations
