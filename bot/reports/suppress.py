@@ -16,12 +16,12 @@ The rule, and why it is sound against exact recovery:
    (complementary suppression). This is stronger than "two hidden cells in every line": that rule leaves a
    hidden cell recoverable when it is the only link between two groups of hidden cells (two rows' totals
    minus two columns' totals isolate it), and a box never is such a link.
-3. Totals (two keys): the row totals are released as a one-key table of their own (rule 1 and 2: a hidden
-   total has a second hidden total beside it), exactly as `by=row` alone would release them, so the two
-   answers agree. A hidden row total r also needs a hidden total r' and a column c with (r, c) and
-   (r', c) hidden: moving one from (r', c) to (r, c) changes only hidden numbers. Without one, the cheapest
-   such pair of cells is hidden too. The same for columns. The grand total is shown when it is at least k.
-4. Repeat 2 and 3 until nothing changes (each step only hides more, so it ends).
+3. Coarser tables: the table over fewer keys (by=topic for by=topic,month) is released first, by these
+   same rules, and every cell under one of its hidden cells is hidden here too (the whole row of a hidden
+   topic). Its box, laid in any one slice of this table, is then a box of hidden cells here, which changes
+   only hidden numbers of both tables: so this table never gives back what the coarser one hides, and the
+   answers agree. For two keys, the row and column totals shown are exactly those coarser tables.
+4. Repeat 2 until nothing changes (each step only hides more, so it ends).
 
 Every hidden number then has a change of the hidden numbers that keeps every published number, so no
 combination of the cells and totals of the table (nor of the totals over fewer keys, which the box keeps
@@ -29,10 +29,9 @@ too) gives it back. Keys with a single value are set aside first: their lines ar
 the totals over the other keys.
 
 What it does not prevent (said in README): the difference of two answers over overlapping periods (January
-to November minus January to October is November alone, small cells included), and joining two different
-tables that split the same counts by different keys. Each table is safe on its own and with every table of
-fewer keys over the same period; publish fixed periods, not a series of overlapping ones. Tables of three
-keys or more show cells only, no totals.
+to November minus January to October is November alone, small cells included). Each table is safe on its
+own and together with every table over fewer of its keys for the same period; publish fixed periods, not a
+series of overlapping ones. Tables of three keys or more show cells only, no totals.
 """
 
 from __future__ import annotations
@@ -93,17 +92,17 @@ def release(table: Table, threshold: int) -> Released:
         size *= len(axis)
     if size > MAX_CELLS:
         raise TooFine(f"{size} cells: choose fewer keys or a shorter period (at most {MAX_CELLS})")
-    hidden = _hide_cells(table, threshold)
+    below = _hidden_below(table, threshold)
+    hidden = below[tuple(range(len(table.keys)))]
     margins: tuple[dict[str, int | None], ...] = ()
     total: int | None = None
     grand = sum(table.value(c) for c in table.cells())
     has_totals = len(table.keys) <= 2
     if has_totals:
         total = grand if grand >= threshold else None
-    if len(table.keys) == 2 and all(len(a) > 0 for a in table.axes):
-        hidden, hidden_margins = _two_keys(table, threshold, hidden)
+    if len(table.keys) == 2:
         margins = tuple(
-            {v: None if v in hidden_margins[d] else _margin(table, d, v) for v in table.axes[d]}
+            {v: None if (v,) in below[(d,)] else _margin(table, d, v) for v in table.axes[d]}
             for d in range(2)
         )
     cells = {c: (None if c in hidden else table.value(c)) for c in table.cells()}
@@ -209,44 +208,37 @@ def _product_size(options: Sequence[Sequence[str]]) -> int:
     return size
 
 
-def _two_keys(table: Table, k: int, hidden: set[Key]) -> tuple[set[Key], tuple[set[str], set[str]]]:
-    """Rule 3 and 4 for a table of two keys: totals released as one-key tables, each hidden total tied to
-    another through hidden cells."""
-    margin_tables = [
-        Table((table.keys[d],), (table.axes[d],), {(v,): _margin(table, d, v) for v in table.axes[d]})
-        for d in range(2)
-    ]
-    hidden_margins = tuple({c[0] for c in _hide_cells(t, k)} for t in margin_tables)
-    while True:
-        added: list[Key] = []
-        for d in range(2):
-            other = 1 - d
-            for v in sorted(hidden_margins[d]):
-                pair = _margin_pair(table, hidden, hidden_margins[d], d, v, other)
-                added += [c for c in pair if c not in hidden]
-                hidden.update(pair)
-        if not added:
-            return hidden, (hidden_margins[0], hidden_margins[1])
-        hidden = _hide_cells(table, k, hidden)
+def _hidden_below(table: Table, k: int) -> dict[tuple[int, ...], set[Key]]:
+    """The hidden cells of the table and of every table over fewer of its keys (by the keys' positions).
+
+    Rule 3: a cell lying under a hidden cell of a coarser table is hidden too, so the cells of this table
+    never add up to what the coarser one hides; the coarser table's box, laid in any one slice of the
+    finer table, is then a box of hidden cells here too.
+    """
+    found: dict[tuple[int, ...], set[Key]] = {}
+
+    def hidden(dims: tuple[int, ...]) -> set[Key]:
+        if dims not in found:
+            sub = _project(table, dims)
+            start: set[Key] = set()
+            if len(dims) > 1:
+                for dropped in dims:
+                    kept = [i for i, d in enumerate(dims) if d != dropped]
+                    coarser = hidden(tuple(d for d in dims if d != dropped))
+                    start.update(c for c in sub.cells() if tuple(c[i] for i in kept) in coarser)
+            found[dims] = _hide_cells(sub, k, start)
+        return found[dims]
+
+    hidden(tuple(range(len(table.keys))))
+    return found
 
 
-def _margin_pair(
-    table: Table, hidden: set[Key], hidden_margins: set[str], d: int, v: str, other: int
-) -> list[Key]:
-    """Two hidden cells in one line across key `d`, one at `v` and one at another hidden total's value."""
-
-    def at(value: str, c: str) -> Key:
-        cell = ["", ""]
-        cell[d], cell[other] = value, c
-        return (cell[0], cell[1])
-
-    best: tuple[int, list[Key]] | None = None
-    for v2 in sorted(hidden_margins - {v}):
-        for c in table.axes[other]:
-            pair = [at(v, c), at(v2, c)]
-            price = sum(0 if p in hidden else table.value(p) + 1 for p in pair)
-            if price == 0:
-                return pair
-            if best is None or price < best[0]:
-                best = (price, pair)
-    return best[1] if best is not None else []
+def _project(table: Table, dims: tuple[int, ...]) -> Table:
+    """The table summed over every key not in `dims`."""
+    if dims == tuple(range(len(table.keys))):
+        return table
+    counts: dict[Key, int] = {}
+    for cell, n in table.counts.items():
+        key = tuple(cell[d] for d in dims)
+        counts[key] = counts.get(key, 0) + n
+    return Table(tuple(table.keys[d] for d in dims), tuple(table.axes[d] for d in dims), counts)
