@@ -356,6 +356,26 @@ async def test_the_page_shows_charts_and_tables_with_marks(
             login = await start_session(db, staff=await get_staff(db, name="zarina"), now=clock.now)
         client.cookies.set(SESSION_COOKIE, login.token)
 
+    async with transaction(hamroh.engine) as db:  # a table of two keys: grouped bars and a legend
+        for priority, outcome, count in (
+            ("urgent", "referred", 9),
+            ("urgent", "resolved", 7),
+            ("normal", "resolved", 12),
+            ("normal", "referred", 8),
+            ("normal", "other", 2),
+        ):
+            db.add_all(
+                CaseEvent(
+                    kind="closed",
+                    hour=NOV,
+                    priority=priority,
+                    queue="support",
+                    category="violence",
+                    channel="sms",
+                    outcome=outcome,
+                )
+                for _ in range(count)
+            )
     await log_in()
     page = await client.get("/coordinate/reports")
     assert page.status_code == 200, page.text
@@ -365,6 +385,12 @@ async def test_the_page_shows_charts_and_tables_with_marks(
     assert 'class="bar series-0"' in html
     assert "&lt;5" in html
     assert 'href="/coordinate/reports/requests.csv?by=topic"' in html
+    outcomes = html[html.index('id="outcomes"') :]
+    outcomes = outcomes[: outcomes.index("</section>")]
+    assert outcomes.count('class="legend"') == 3  # other, referred, resolved
+    # "other" (2) is hidden with "referred", the next smallest outcome: the legend's three keys, and the
+    # bars of "resolved" alone.
+    assert outcomes.count('<rect class="bar series-') == 3 + 2
     csv_answer = await client.get("/coordinate/reports/requests.csv?by=region")
     assert csv_answer.status_code == 200
     assert csv_answer.text.splitlines()[0] == "region,requests,note"
