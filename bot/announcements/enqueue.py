@@ -1,10 +1,11 @@
 """Enqueueing an announcement: the whole audience in a few set-based statements, never a row at a time.
 
 1. The text is sealed once per language and letters choice (and once for Telegram), as her channel sends it.
-2. INSERT ... SELECT her recipient row (the unique key: a second run adds nobody twice).
-3. INSERT ... SELECT a bulk outbox row for each recipient without one: no address or body of its own (the
-   dispatcher reads her contact's sealed address and the sealed text), held until her safe hours begin.
-4. Each recipient is linked to its outbox row (UPDATE ... FROM).
+2. INSERT ... SELECT a bulk outbox row for each woman of the audience who is not a recipient yet: no
+   address or body of its own (the dispatcher reads her contact's sealed address and the sealed text),
+   held until her safe hours begin.
+3. INSERT ... SELECT her recipient row from each new outbox row, linked to it (the unique key: a second
+   run adds nobody twice).
 
 Her safe hours have few distinct values: when each opens is computed once per value, in Python (the hours
 are Asia/Dushanbe rules), and handed to the statements as a CASE.
@@ -17,6 +18,8 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.announcements import outcomes, sql
@@ -35,7 +38,9 @@ from bot.store import (
     UTCDateTime,
 )
 from bot.store.crypto import Vault
+from bot.store.db import is_sqlite
 
+ANALYZE_FROM = 10_000  # recipients: from this many, PostgreSQL's statistics are renewed at once
 TELEGRAM = "telegram"  # the `script` of the text Telegram sends (Telegram has no letters choice)
 
 
@@ -48,12 +53,17 @@ async def enqueue(
     """
     assert announcement.id is not None
     audience = Audience.from_json(json.loads(announcement.audience), flows)
-    texts = await seal_texts(db, vault, announcement)
+    await seal_texts(db, vault, announcement)
     opens = await _safe_hours_opening(db, audience, flows, now)
-    await _add_recipients(db, announcement.id, audience, flows, opens, now)
-    await _add_outbox_rows(db, announcement.id, opens, now)
-    await _link(db, announcement.id, texts)
+    outbox = OutboxMessage.__table__  # type: ignore[attr-defined]
+    before = (await sql.rows(db, sa.select(sa.func.coalesce(sa.func.max(outbox.c.id), 0))))[0][0]
+    await _add_outbox_rows(db, announcement.id, audience, flows, opens, now)
+    await _add_recipients(db, announcement.id, int(before), now)
     size = await outcomes.total(db, announcement_id=announcement.id)
+    if size >= ANALYZE_FROM and not is_sqlite(await db.connection()):
+        # The planner must know the outbox grew by this much before the dispatcher's next claim, not
+        # whenever autovacuum comes round: with last hour's statistics a claim reads the whole queue.
+        await sql.run(db, sa.text("ANALYZE outbox, announcement_recipients"))
     announcement.status, announcement.enqueued_at, announcement.audience_size = "sending", now, size
     db.add(announcement)
     await db.flush()
@@ -123,7 +133,7 @@ async def _safe_hours_opening(
     return opens
 
 
-async def _add_recipients(
+async def _add_outbox_rows(
     db: AsyncSession,
     announcement_id: int,
     audience: Audience,
@@ -131,64 +141,32 @@ async def _add_recipients(
     opens: dict[str, datetime],
     now: datetime,
 ) -> None:
-    contacts = Contact.__table__  # type: ignore[attr-defined]
-    recipients = AnnouncementRecipient.__table__  # type: ignore[attr-defined]
-    outcome: sa.ColumnElement[str] = (
-        sa.case(
-            {value: sa.literal("held") for value in opens},
-            value=contacts.c.safe_hours,
-            else_=sa.literal(QUEUED),
-        )
-        if opens
-        else sa.literal(QUEUED)
-    )
-    already = sa.select(sa.literal(1)).where(
-        recipients.c.announcement_id == announcement_id, recipients.c.contact_id == contacts.c.id
-    )
-    select = sa.select(
-        sa.literal(announcement_id),
-        contacts.c.id,
-        outbox_channel(),
-        text_lang(),
-        outcome,
-        sa.literal(now, UTCDateTime),
-    ).where(*conditions(audience, flows), ~sa.exists(already))
-    await sql.run(
-        db,
-        sa.insert(recipients).from_select(
-            ["announcement_id", "contact_id", "channel", "lang", "outcome", "updated_at"], select
-        ),
-    )
-
-
-async def _add_outbox_rows(
-    db: AsyncSession,
-    announcement_id: int,
-    opens: dict[str, datetime],
-    now: datetime,
-) -> None:
+    """A bulk row for every woman of the audience who is not a recipient yet, with her text's id."""
     contacts = Contact.__table__  # type: ignore[attr-defined]
     recipients = AnnouncementRecipient.__table__  # type: ignore[attr-defined]
     outbox = OutboxMessage.__table__  # type: ignore[attr-defined]
-    text_table = AnnouncementText.__table__  # type: ignore[attr-defined]
+    texts = AnnouncementText.__table__  # type: ignore[attr-defined]
     script = sa.case(
         (contacts.c.channel != "sms", sa.literal(TELEGRAM)),
         (contacts.c.script.in_(SCRIPTS), contacts.c.script),
         else_=sa.literal("cyrillic"),
     )
-    leave_at: sa.ColumnElement[datetime] = (
-        sa.case(
+    leave_at: sa.ColumnElement[datetime] = sa.literal(now, UTCDateTime)
+    held: sa.ColumnElement[bool] = sa.false()
+    if opens:
+        leave_at = sa.case(
             {value: sa.literal(at, UTCDateTime) for value, at in opens.items()},
             value=contacts.c.safe_hours,
             else_=sa.literal(now, UTCDateTime),
         )
-        if opens
-        else sa.literal(now, UTCDateTime)
+        held = sa.case((contacts.c.safe_hours.in_(sorted(opens)), sa.true()), else_=sa.false())  # never NULL
+    already = sa.select(sa.literal(1)).where(
+        recipients.c.announcement_id == announcement_id, recipients.c.contact_id == contacts.c.id
     )
     select = (
         sa.select(
-            recipients.c.contact_id,
-            recipients.c.channel,
+            contacts.c.id,
+            outbox_channel(),
             sa.literal(b"", sa.LargeBinary),
             sa.literal(b"", sa.LargeBinary),
             sa.literal("bulk"),
@@ -198,62 +176,69 @@ async def _add_outbox_rows(
             sa.literal(0),
             sa.literal(now, UTCDateTime),
             leave_at,
-            recipients.c.outcome == "held",
+            held,
             sa.false(),
-            text_table.c.id,
+            texts.c.id,
         )
-        .select_from(recipients)
-        .join(contacts, contacts.c.id == recipients.c.contact_id)
+        .select_from(contacts)
         .join(
-            text_table,
+            texts,
             sa.and_(
-                text_table.c.announcement_id == announcement_id,
-                text_table.c.lang == recipients.c.lang,
-                text_table.c.script == script,
+                texts.c.announcement_id == announcement_id,
+                texts.c.lang == text_lang(),
+                texts.c.script == script,
             ),
         )
-        .where(
-            recipients.c.announcement_id == announcement_id,
-            recipients.c.outbox_id.is_(None),
-            recipients.c.outcome.in_((QUEUED, "held")),
-        )
-        .order_by(recipients.c.id)
+        .where(*conditions(audience, flows), ~sa.exists(already))
+        .order_by(contacts.c.id)
     )
-    await sql.run(
-        db,
-        sa.insert(outbox).from_select(
-            [
-                "contact_id",
-                "channel",
-                "address",
-                "body",
-                "kind",
-                "priority",
-                "status",
-                "ephemeral",
-                "attempts",
-                "created_at",
-                "next_attempt_at",
-                "held",
-                "in_doubt",
-                "announcement_text_id",
-            ],
-            select,
-        ),
-    )
+    columns = [
+        "contact_id",
+        "channel",
+        "address",
+        "body",
+        "kind",
+        "priority",
+        "status",
+        "ephemeral",
+        "attempts",
+        "created_at",
+        "next_attempt_at",
+        "held",
+        "in_doubt",
+        "announcement_text_id",
+    ]
+    await sql.run(db, sa.insert(outbox).from_select(columns, select))
 
 
-async def _link(db: AsyncSession, announcement_id: int, texts: dict[tuple[str, str], int]) -> None:
+async def _add_recipients(db: AsyncSession, announcement_id: int, after: int, now: datetime) -> None:
+    """A recipient for each bulk row just added (outbox ids above `after`), already linked to it.
+
+    The unique key decides, not a NOT EXISTS over the table being filled: PostgreSQL would scan the
+    rows the statement itself adds for every row it reads, and the time would grow with the square.
+    """
     recipients = AnnouncementRecipient.__table__  # type: ignore[attr-defined]
     outbox = OutboxMessage.__table__  # type: ignore[attr-defined]
+    texts = AnnouncementText.__table__  # type: ignore[attr-defined]
+    select = (
+        sa.select(
+            sa.literal(announcement_id),
+            outbox.c.contact_id,
+            outbox.c.id,
+            outbox.c.channel,
+            texts.c.lang,
+            sa.case((outbox.c.held, sa.literal("held")), else_=sa.literal(QUEUED)),
+            sa.literal(now, UTCDateTime),
+        )
+        .select_from(outbox)
+        .join(texts, texts.c.id == outbox.c.announcement_text_id)
+        .where(outbox.c.id > after, texts.c.announcement_id == announcement_id)
+    )
+    columns = ["announcement_id", "contact_id", "outbox_id", "channel", "lang", "outcome", "updated_at"]
+    insert = sqlite_insert if is_sqlite(await db.connection()) else postgresql_insert
     await sql.run(
         db,
-        sa.update(recipients)
-        .where(
-            recipients.c.announcement_id == announcement_id,
-            recipients.c.outbox_id.is_(None),
-            outbox.c.contact_id == recipients.c.contact_id,
-            outbox.c.announcement_text_id.in_(sorted(set(texts.values()))),
-        )
-        .values(outbox_id=outbox.c.id),
+        insert(recipients)
+        .from_select(columns, select)
+        .on_conflict_do_nothing(index_elements=["announcement_id", "contact_id"]),
     )

@@ -118,6 +118,15 @@ class OutboxMessage(SQLModel, table=True):
             postgresql_where=sa.text("status IN ('queued', 'sending')"),
             sqlite_where=sa.text("status IN ('queued', 'sending')"),
         ),
+        # Claiming walks queued rows in the order they leave and stops at the first few that may: however
+        # long the queue (an announcement to 100,000 women), a claim reads a handful of rows, not all.
+        sa.Index(
+            "ix_outbox_queued",
+            "priority",
+            "id",
+            postgresql_where=sa.text("status = 'queued'"),
+            sqlite_where=sa.text("status = 'queued'"),
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)

@@ -146,6 +146,10 @@ def upgrade() -> None:
     with op.batch_alter_table('outbox', schema=None) as batch_op:
         batch_op.add_column(sa.Column('announcement_text_id', sa.Integer(), nullable=True))
         batch_op.create_foreign_key('fk_outbox_announcement_text', 'announcement_texts', ['announcement_text_id'], ['id'], ondelete='SET NULL')
+    op.create_index(
+        'ix_outbox_queued', 'outbox', ['priority', 'id'],
+        postgresql_where=sa.text("status = 'queued'"), sqlite_where=sa.text("status = 'queued'"),
+    )
 
 
 
@@ -153,6 +157,7 @@ def downgrade() -> None:
     op.drop_table('request_months')
     op.drop_table('request_marginals')
     op.drop_table('request_counts')
+    op.drop_index('ix_outbox_queued', table_name='outbox')
     with op.batch_alter_table('outbox', schema=None) as batch_op:
         batch_op.drop_constraint('fk_outbox_announcement_text', type_='foreignkey')
         batch_op.drop_column('announcement_text_id')
