@@ -394,7 +394,9 @@ async def test_the_page_shows_charts_and_tables_with_marks(
     csv_answer = await client.get("/coordinate/reports/requests.csv?by=region")
     assert csv_answer.status_code == 200
     assert csv_answer.text.splitlines()[0] == "region,requests,note"
-    assert (await client.get("/coordinate/reports?from=11-2026")).status_code == 422
+    refused = await client.get("/coordinate/reports?from=11-2026")
+    assert refused.status_code == 422
+    assert "from is a month written YYYY-MM" in refused.text
     clock.advance(days=10)  # December: November closes and is rolled up by the page itself
     await log_in()
     assert (await client.get("/coordinate/reports")).status_code == 200

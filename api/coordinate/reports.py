@@ -3,7 +3,7 @@ small counts hidden as in the API (bot.reports). Thin: the tables come from bot.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request
 from fastapi.responses import HTMLResponse, Response
@@ -11,6 +11,7 @@ from fastapi.responses import HTMLResponse, Response
 from api.coordinate.common import Coordinator, page
 from api.deps import HamrohDep, SettingsDep
 from api.templating import PAGE_HEADERS
+from bot.config import Settings
 from bot.reports import report
 from bot.reports.charts import bar_chart
 from bot.reports.export import as_csv, footnote
@@ -28,11 +29,9 @@ def _regions(hamroh: Hamroh) -> dict[str, str]:
     return {d.id: d.region for d in hamroh.flows.districts.values()}
 
 
-def _period(first: str | None, last: str | None) -> Period:
-    try:
-        return report.parse_period(first or None, last or None)
-    except ValueError as exc:
-        raise HTTPException(422, str(exc)) from None
+def _common(settings: Settings) -> dict[str, Any]:
+    threshold = settings.report_min_cell
+    return {"threshold": threshold, "footnote": footnote(threshold), "key_titles": report.KEY_TITLES}
 
 
 @router.get("", response_class=HTMLResponse)
@@ -45,7 +44,11 @@ async def reports_page(
     to: To = None,
 ) -> HTMLResponse:
     """Every table of the report, each with its chart and its CSV, for whole months (Asia/Dushanbe)."""
-    period = _period(first, to)
+    try:
+        period = report.parse_period(first or None, to or None)
+    except ValueError as exc:  # the page again, with the reason and nothing counted
+        context = {"here": "reports", "sections": [], "period": Period(), "query": "", "error": str(exc)}
+        return page(request, "coordinate/reports.html", _common(settings) | context, status_code=422)
     tables = await report.load(
         hamroh.engine,
         ["page"],
@@ -61,15 +64,7 @@ async def reports_page(
     return page(
         request,
         "coordinate/reports.html",
-        {
-            "here": "reports",
-            "sections": sections,
-            "period": period,
-            "query": query,
-            "threshold": settings.report_min_cell,
-            "footnote": footnote(settings.report_min_cell),
-            "key_titles": report.KEY_TITLES,
-        },
+        _common(settings) | {"here": "reports", "sections": sections, "period": period, "query": query},
     )
 
 
