@@ -156,7 +156,12 @@ async def _rolled_requests(
 
 async def women(db: AsyncSession, *, period: Period, now: datetime) -> Table:
     """Women who asked anything, per month: distinct monthly pseudonyms (they cannot be linked across
-    months, so a month's count is all that can be said)."""
+    months, so a month's count is all that can be said).
+
+    The service replaces her pseudonym when the UTC month turns, five hours after Dushanbe's month: a
+    woman who asks in those first hours and again later in the month is counted twice, an overcount of at
+    most those hours' women.
+    """
     rolled = await rolled_months(db, period, now)
     counts: dict[Key, int] = {(m,): n for m, (_, n) in rolled.items() if n}
     for month in await live_months(db, period, rolled, now):
