@@ -300,6 +300,16 @@ async def test_the_api_gives_each_table_with_small_counts_hidden(
         ("2026-11", "sms"),
     }
 
+    # Three keys or more: cells only (the tables of fewer keys give the totals, hidden alike).
+    three = await client.get("/api/reports/requests?by=topic,month,region", headers=headers["zarina"])
+    assert three.status_code == 200
+    assert "totals" not in three.json()
+    assert "total" not in three.json()
+    shown = {(c["topic"], c["month"], c["region"]): c["requests"] for c in three.json()["cells"]}
+    assert len(shown) == 3 * 2 * 4  # every combination of the values seen: zeros are small counts too
+    assert shown[("legal.divorce", "2026-10", "unknown")] is None
+    assert all(v is None or v >= 5 for v in shown.values())
+
     for name in ("women", "escalations", "outcomes", "claims", "announcements", "enrolments"):
         one = await client.get(f"/api/reports/{name}", headers=headers["zarina"])
         assert one.status_code == 200, (name, one.text)
