@@ -304,3 +304,54 @@ async def _contact(hamroh: Hamroh, contact_id: int) -> Contact:
         contact = await db.get(Contact, contact_id)
         assert contact is not None
         return contact
+
+
+async def test_women_counted_when_it_was_scheduled_who_stopped_since_are_blocked(hamroh: Hamroh) -> None:
+    ids = await add_women(hamroh, [Woman(), Woman(), Woman(), Woman(), Woman(safe_hours=SAFE_EVENING)])
+    (author,) = await add_staff(hamroh, "malika")
+    at = hamroh.clock() + timedelta(hours=2)
+    async with transaction(hamroh.engine) as db:
+        announcement, _ = await drafts.create(
+            db,
+            hamroh.vault,
+            hamroh.flows,
+            NOW_SETTINGS,
+            staff=author,
+            text=TEXT,
+            audience=Audience(),
+            now=hamroh.clock(),
+        )
+        assert announcement.id is not None
+        scheduled = await drafts.send(
+            db,
+            hamroh.vault,
+            hamroh.flows,
+            NOW_SETTINGS,
+            announcement_id=announcement.id,
+            staff=author,
+            at=at,
+            override_reason=None,
+            now=hamroh.clock(),
+        )
+        assert scheduled.audience_size == 5
+    announcement_id = announcement.id
+    assert await counts(hamroh, announcement_id) == {"queued": 5}  # counted, nothing in the outbox yet
+    assert await bulk_rows(hamroh) == []
+    async with transaction(hamroh.engine) as db:
+        stopped, blocked_bot, erased = [await db.get(Contact, i) for i in ids[:3]]
+        assert stopped is not None
+        assert blocked_bot is not None
+        stopped.opted_out, blocked_bot.reachable = True, False
+        db.add_all([stopped, blocked_bot])
+        await db.delete(erased)
+    newcomer = await add_women(hamroh, [Woman()], first=50)  # asked for news meanwhile: she receives it too
+    hamroh.clock.advance(hours=2)  # type: ignore[attr-defined]
+    async with transaction(hamroh.engine) as db:
+        done = await scheduler.tick(db, hamroh.vault, hamroh.flows, now=hamroh.clock())
+    assert (done.enqueued, done.recipients) == (1, 6)
+    assert await counts(hamroh, announcement_id) == {"queued": 2, "held": 1, "blocked": 3}
+    rows = await bulk_rows(hamroh)
+    assert sorted(r.contact_id or 0 for r in rows) == [*ids[3:], *newcomer]
+    async with transaction(hamroh.engine) as db:
+        recipients = (await db.exec(select(AnnouncementRecipient))).all()
+    assert {r.outbox_id for r in recipients if r.outcome != "blocked"} == {r.id for r in rows}

@@ -211,6 +211,8 @@ async def send(
     await audit.record(db, staff=staff, action="announcement.send", detail=detail, now=now)
     if when <= now:
         await enqueue.enqueue(db, vault, flows, announcement, now=now)
+    else:  # counted now: who opts out or blocks the bot before its time is "blocked" then
+        await enqueue.snapshot(db, flows, announcement, now=now)
     return announcement
 
 

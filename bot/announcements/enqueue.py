@@ -1,11 +1,13 @@
 """Enqueueing an announcement: the whole audience in a few set-based statements, never a row at a time.
 
 1. The text is sealed once per language and letters choice (and once for Telegram), as her channel sends it.
-2. INSERT ... SELECT a bulk outbox row for each woman of the audience who is not a recipient yet: no
+2. Women counted when it was scheduled (`snapshot`) who have since opted out, blocked the bot, erased
+   their data or stopped news are "blocked".
+3. INSERT ... SELECT a bulk outbox row for each woman of the audience who has none yet: no
    address or body of its own (the dispatcher reads her contact's sealed address and the sealed text),
    held until her safe hours begin.
-3. INSERT ... SELECT her recipient row from each new outbox row, linked to it (the unique key: a second
-   run adds nobody twice).
+4. INSERT ... SELECT her recipient row from each new outbox row, linked to it (the unique key: a second
+   run adds nobody twice; one counted when it was scheduled is linked).
 
 Her safe hours have few distinct values: when each opens is computed once per value, in Python (the hours
 are Asia/Dushanbe rules), and handed to the statements as a CASE.
@@ -55,6 +57,7 @@ async def enqueue(
     audience = Audience.from_json(json.loads(announcement.audience), flows)
     await seal_texts(db, vault, announcement)
     opens = await _safe_hours_opening(db, audience, flows, now)
+    await _block_the_unreachable(db, announcement.id, audience, flows, now)
     outbox = OutboxMessage.__table__  # type: ignore[attr-defined]
     before = (await sql.rows(db, sa.select(sa.func.coalesce(sa.func.max(outbox.c.id), 0))))[0][0]
     await _add_outbox_rows(db, announcement.id, audience, flows, opens, now)
@@ -160,8 +163,11 @@ async def _add_outbox_rows(
             else_=sa.literal(now, UTCDateTime),
         )
         held = sa.case((contacts.c.safe_hours.in_(sorted(opens)), sa.true()), else_=sa.false())  # never NULL
+    # Already given a row, or blocked: a recipient counted when it was scheduled and still waiting is not.
     already = sa.select(sa.literal(1)).where(
-        recipients.c.announcement_id == announcement_id, recipients.c.contact_id == contacts.c.id
+        recipients.c.announcement_id == announcement_id,
+        recipients.c.contact_id == contacts.c.id,
+        sa.or_(recipients.c.outbox_id.is_not(None), recipients.c.outcome != QUEUED),
     )
     select = (
         sa.select(
@@ -236,9 +242,63 @@ async def _add_recipients(db: AsyncSession, announcement_id: int, after: int, no
     )
     columns = ["announcement_id", "contact_id", "outbox_id", "channel", "lang", "outcome", "updated_at"]
     insert = sqlite_insert if is_sqlite(await db.connection()) else postgresql_insert
+    statement = insert(recipients).from_select(columns, select)
+    # A recipient counted when it was scheduled is linked to her row now.
+    linked = {name: statement.excluded[name] for name in ("outbox_id", "outcome", "updated_at")}
+    await sql.run(
+        db, statement.on_conflict_do_update(index_elements=["announcement_id", "contact_id"], set_=linked)
+    )
+
+
+async def snapshot(db: AsyncSession, flows: FlowSet, announcement: Announcement, *, now: datetime) -> int:
+    """Count her in when the announcement is scheduled: a recipient row, queued, without an outbox row yet.
+
+    At its time, whoever of them has since opted out, blocked the bot, erased her data or stopped news is
+    "blocked" (see `enqueue`); women who asked for news meanwhile are added then. The number of recipients.
+    """
+    assert announcement.id is not None
+    audience = Audience.from_json(json.loads(announcement.audience), flows)
+    contacts = Contact.__table__  # type: ignore[attr-defined]
+    recipients = AnnouncementRecipient.__table__  # type: ignore[attr-defined]
+    select = sa.select(
+        sa.literal(announcement.id),
+        contacts.c.id,
+        outbox_channel(),
+        text_lang(),
+        sa.literal(QUEUED),
+        sa.literal(now, UTCDateTime),
+    ).where(*conditions(audience, flows))
+    columns = ["announcement_id", "contact_id", "channel", "lang", "outcome", "updated_at"]
+    insert = sqlite_insert if is_sqlite(await db.connection()) else postgresql_insert
     await sql.run(
         db,
         insert(recipients)
         .from_select(columns, select)
         .on_conflict_do_nothing(index_elements=["announcement_id", "contact_id"]),
+    )
+    size = await outcomes.total(db, announcement_id=announcement.id)
+    announcement.audience_size = size
+    db.add(announcement)
+    return size
+
+
+async def _block_the_unreachable(
+    db: AsyncSession, announcement_id: int, audience: Audience, flows: FlowSet, now: datetime
+) -> None:
+    """Recipients counted when it was scheduled who are no longer in its audience: "blocked"."""
+    contacts = Contact.__table__  # type: ignore[attr-defined]
+    recipients = AnnouncementRecipient.__table__  # type: ignore[attr-defined]
+    still = sa.select(sa.literal(1)).where(
+        contacts.c.id == recipients.c.contact_id, *conditions(audience, flows)
+    )
+    await sql.run(
+        db,
+        sa.update(recipients)
+        .where(
+            recipients.c.announcement_id == announcement_id,
+            recipients.c.outbox_id.is_(None),
+            recipients.c.outcome == QUEUED,
+            ~sa.exists(still),
+        )
+        .values(outcome=outcomes.BLOCKED, updated_at=now),
     )
