@@ -291,6 +291,16 @@ def test_consent_names_exactly_what_the_partner_gets(
     assert turn.events == ()
 
 
+@pytest.mark.parametrize("lang", ["tg", "ru"])
+def test_a_course_without_a_named_partner_opens_its_consent_with_a_capital(flows: FlowSet, lang: str) -> None:
+    session = Session(lang=lang, node="training.course", district="bokhtar", course=7)
+    course = replace(course_of(("phone",)), partner="")
+    turn = step(flows, session, Input(button="training.course:enrol"), NOW, courses=[course])
+    first = turn.replies[0].text
+    assert first[0].isupper(), first
+    assert flows.text(lang, flows.strings["the_partner"])[1:] in first
+
+
 def test_on_sms_her_address_is_shared_and_her_name_asked_then_the_store_decides(flows: FlowSet) -> None:
     courses = [course_of(("phone", "name"))]
     session = Session(lang="en", node="training.consent", district="bokhtar", course=7)

@@ -189,7 +189,8 @@ def consent(flows: FlowSet, lang: str, course: Course, channel: Channel) -> str:
         parts.append("name")
     key = "consent_" + ("_".join(parts) or "nothing")
     partner = course.partner or _s(flows, lang, "the_partner")
-    return _s(flows, lang, key).format(partner=partner)
+    sentence = _s(flows, lang, key).format(partner=partner)
+    return sentence[:1].upper() + sentence[1:]  # "the organiser of the course" may open the sentence
 
 
 def to_ask(course: Course, channel: Channel) -> str | None:
