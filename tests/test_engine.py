@@ -250,6 +250,7 @@ def test_district_question_recognises_old_names_and_lists_courses(small: FlowSet
     )
     assert talk.send("2").text == "Which district do you live in?"
     assert talk.send("Mars").text == "I do not know that district. For example, Dusti."
+    assert talk.send("7").text == "I do not know that district. For example, Dusti."  # not "a number"
     listing = talk.send("Джиликуль")
     assert talk.events == (DistrictSet("dusti"), TopicViewed("training.courses"))
     labels = [o.label for o in listing.options]

@@ -299,6 +299,10 @@ def _pick(acc: Acc, node: Node, number: int) -> None:
     shown = _shown(acc, node)
     if 1 <= number <= len(shown):
         _press(acc, shown[number - 1].key)
+    elif node.ask and node.invalid:  # a question that wants words: say what it wants, not "a number"
+        acc.replies.append(
+            screens.brief(acc.flows, acc.session, node.invalid, node, acc.channel, acc.courses)
+        )
     else:
         acc.replies.append(screens.not_understood(acc.flows, acc.session, node, acc.channel, acc.courses))
 
