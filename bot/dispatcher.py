@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -52,6 +53,7 @@ BACKOFF_BASE = 2.0  # seconds before the first retry; doubled each time
 BACKOFF_CAP = 600.0
 HOUSEKEEPING = timedelta(minutes=1)
 DATABASE_RETRY = 2.0  # seconds between attempts while the database does not answer
+SLOT_SECONDS = 2.0  # a channel claims no more than it may send in this long (and at most `concurrency`)
 RECORD_RETRIES = (0.05, 0.25, 1.0, 2.0, 4.0)  # seconds before each new try at recording a send's result
 NOT_REACHABLE = "she opted out or cannot be reached now"  # a bulk row not sent: her recipient is "blocked"
 
@@ -90,7 +92,7 @@ class Dispatcher:
     clock: Callable[[], datetime]
     lease: timedelta = timedelta(seconds=60)
     sender_hold: timedelta = timedelta(seconds=DEFAULT_HOLD)  # a frozen active sender loses its lock after
-    concurrency: int = 16
+    concurrency: int = 16  # sends in flight at once, per channel
     poll_interval: float = 0.2
     rng: random.Random = field(default_factory=random.Random)
     name: str = field(default_factory=lambda: f"dispatcher-{uuid4().hex[:8]}")
@@ -99,6 +101,8 @@ class Dispatcher:
     _buckets: dict[Channel, TokenBucket] = field(default_factory=dict, init=False)
     _gaps: dict[Channel, PerChatGap] = field(default_factory=dict, init=False)
     _in_flight: set[asyncio.Task[None]] = field(default_factory=set, init=False)
+    _flying: dict[Channel, set[asyncio.Task[None]]] = field(default_factory=dict, init=False)
+    _slots: dict[Channel, int] = field(default_factory=dict, init=False)
     _unrecovered: set[Channel] = field(default_factory=set, init=False)
     _bulk: dict[int, outbox.BulkParts] = field(default_factory=dict, init=False)  # claimed bulk rows, by id
     _texts: dict[int, bytes] = field(default_factory=dict, init=False)  # sealed once, never changed
@@ -108,6 +112,10 @@ class Dispatcher:
             rate = self.limits.per_second.get(sender.channel, 1.0)
             burst = self.limits.burst.get(sender.channel, rate)
             self._buckets[sender.channel] = TokenBucket(rate=rate, burst=max(1.0, burst))
+            # Each channel has slots of its own, no more than its rate sends in SLOT_SECONDS: SMS rows
+            # waiting their turn at one segment a second must not take every slot and stall Telegram.
+            self._slots[sender.channel] = max(1, min(self.concurrency, math.ceil(rate * SLOT_SECONDS)))
+            self._flying[sender.channel] = set()
             gap = self.limits.per_chat_gap.get(sender.channel)
             if gap:
                 self._gaps[sender.channel] = PerChatGap(gap)
@@ -132,28 +140,44 @@ class Dispatcher:
                 if self.clock() - tidied > HOUSEKEEPING:
                     tidied = self.clock()
                     await self._tidy(held)
+                claimed: list[OutboxMessage] = []
                 try:
-                    claimed = await self.claim(held, self.concurrency - len(self._in_flight)) if held else []
+                    for channel in sorted(held):
+                        room = self._room(channel)
+                        if room > 0:
+                            claimed.extend(await self.claim({channel}, room))
                 except Exception as exc:  # the database is away: keep trying, never stop sending for good
                     log.warning("cannot claim messages (%s); trying again", type(exc).__name__)
-                    claimed = []
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), DATABASE_RETRY)
                 for row in claimed:
-                    task = asyncio.create_task(self._deliver(row))
-                    self._in_flight.add(task)
-                    task.add_done_callback(self._in_flight.discard)
-                if not claimed:
+                    self._start(row)
+                full = [channel for channel in held if self._room(channel) <= 0]
+                if claimed and len(full) < len(held):
+                    continue  # room left: claim again at once
+                if full and self._in_flight:  # a slot frees when a send ends
+                    await asyncio.wait(
+                        self._in_flight, timeout=self.poll_interval, return_when=asyncio.FIRST_COMPLETED
+                    )
+                else:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), self.poll_interval)
-                elif len(self._in_flight) >= self.concurrency:
-                    await asyncio.wait(self._in_flight, return_when=asyncio.FIRST_COMPLETED)
         finally:
             if self._in_flight:
                 await asyncio.wait(self._in_flight)
             for lock in self._locks.values():
                 await lock.release()
             log.info("dispatcher stopped: %s", self.counts)
+
+    def _room(self, channel: Channel) -> int:
+        return self._slots.get(channel, 0) - len(self._flying.get(channel, ()))
+
+    def _start(self, row: OutboxMessage) -> None:
+        task = asyncio.create_task(self._deliver(row))
+        flying = self._flying.setdefault(row.channel, set())  # type: ignore[arg-type]
+        for tasks in (self._in_flight, flying):
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
 
     async def _tidy(self, held: set[Channel]) -> None:
         try:

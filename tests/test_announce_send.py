@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 
@@ -14,7 +15,7 @@ from bot.channels import sms, telegram
 from bot.config import Settings
 from bot.conversation.model import Reply
 from bot.conversation.text import to_latin, to_plain_cyrillic
-from bot.dispatcher import Dispatcher
+from bot.dispatcher import Dispatcher, Limits
 from bot.senders import Failed, Outgoing, Sent
 from bot.service import Hamroh
 from bot.store import Announcement, AnnouncementRecipient, AnnouncementText, Contact, OutboxMessage
@@ -355,3 +356,42 @@ async def test_women_counted_when_it_was_scheduled_who_stopped_since_are_blocked
     async with transaction(hamroh.engine) as db:
         recipients = (await db.exec(select(AnnouncementRecipient))).all()
     assert {r.outbox_id for r in recipients if r.outcome != "blocked"} == {r.id for r in rows}
+
+
+async def test_sms_waiting_their_turn_do_not_hold_up_telegram(hamroh: Hamroh) -> None:
+    async with transaction(hamroh.engine) as db:
+        rows = []
+        for n in range(40):  # an announcement's rows, the channels interleaved as enqueued
+            for channel, address in (("sms", f"+99290{n:07d}"), ("telegram", f"tg:{8000 + n}")):
+                rows.append(
+                    outbox.row(
+                        hamroh.vault,
+                        contact_id=None,
+                        channel=channel,  # type: ignore[arg-type]
+                        sealed_address=hamroh.vault.seal(address),
+                        body={"text": "news"},
+                        now=hamroh.clock(),
+                        kind="bulk",
+                    )
+                )
+        await outbox.add(db, rows)
+    telegram_sender = RecordingSender(channel="telegram")
+    sms_sender = RecordingSender(channel="sms", credential="AC1")
+    dispatcher = Dispatcher(
+        engine=hamroh.engine,
+        vault=hamroh.vault,
+        senders=[telegram_sender, sms_sender],
+        limits=Limits(per_second={"telegram": 1000.0, "sms": 1.0}, per_chat_gap={}),  # one SMS a second
+        clock=hamroh.clock,
+        poll_interval=0.01,
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(dispatcher.run(stop))
+    for _ in range(300):
+        if len(telegram_sender.sent) == 40:
+            break
+        await asyncio.sleep(0.01)
+    stop.set()
+    await task
+    assert len(telegram_sender.sent) == 40  # within 3 s, though 40 SMS wait a second each
+    assert len(sms_sender.sent) <= 4
