@@ -395,3 +395,20 @@ async def test_sms_waiting_their_turn_do_not_hold_up_telegram(hamroh: Hamroh) ->
     await task
     assert len(telegram_sender.sent) == 40  # within 3 s, though 40 SMS wait a second each
     assert len(sms_sender.sent) <= 4
+
+
+async def test_twilio_reports_move_her_to_delivered_failed_or_blocked(hamroh: Hamroh) -> None:
+    await add_women(hamroh, [Woman(channel="sms")] * 3)
+    announcement_id = await send_now(hamroh)
+    sids = iter(("SM1", "SM2", "SM3"))
+    sender = RecordingSender(channel="sms", credential="AC1", answers=[lambda m: Sent((next(sids),))] * 3)
+    await run_until_settled(make(hamroh.engine, hamroh.vault, hamroh.clock, sender), hamroh.engine)
+    assert await counts(hamroh, announcement_id) == {"sent": 3}
+    for sid, status, code in [
+        ("SM1", "delivered", None),
+        ("SM2", "undelivered", "30003"),
+        ("SM3", "failed", "21610"),  # she had replied STOP at the carrier
+        ("SM1", "sent", None),  # a late, older word changes nothing
+    ]:
+        assert await receipts.delivery_report(hamroh, provider_id=sid, status=status, error_code=code)
+    assert await counts(hamroh, announcement_id) == {"delivered": 1, "failed": 1, "blocked": 1}
