@@ -438,3 +438,11 @@ async def test_cancel_before_it_leaves_and_not_after(hamroh: Hamroh) -> None:
                 override_reason=None,
                 now=hamroh.clock(),
             )
+
+
+def test_saved_filters_are_read_back_even_if_the_flows_changed_since(flows: FlowSet) -> None:
+    audience = Audience.from_json({"regions": ["sughd"], "topics": ["health"], "courses": [3]}, flows)
+    assert Audience.stored(json.dumps(audience.to_json())) == audience
+    gone = Audience.stored('{"districts": ["atlantis"], "courses": [1, "x", true], "langs": null}')
+    assert gone == Audience(districts=("atlantis",), courses=(1,))
+    assert gone.district_ids(flows) == ("atlantis",)  # matches only women whose district is unknown

@@ -7,6 +7,7 @@ whose district is unknown matches any district or region filter: she asked for n
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
@@ -87,6 +88,27 @@ class Audience:
                     )
             values[name] = tuple(sorted(set(raw)))
         return cls(**values)
+
+    @classmethod
+    def stored(cls, text: str) -> Audience:
+        """The filters saved with an announcement, read as they were: a district since taken out of the
+        flows matches nobody, rather than stopping the announcement (or the schedule) with an error."""
+        data = json.loads(text)
+
+        def words(name: str) -> tuple[str, ...]:
+            return tuple(v for v in data.get(name) or () if isinstance(v, str))
+
+        courses = tuple(
+            v for v in data.get("courses") or () if isinstance(v, int) and not isinstance(v, bool)
+        )
+        return cls(
+            regions=words("regions"),
+            districts=words("districts"),
+            langs=words("langs"),
+            channels=words("channels"),
+            topics=words("topics"),
+            courses=courses,
+        )
 
     def to_json(self) -> dict[str, list[Any]]:
         """The filters as JSON (every key, empty lists included)."""

@@ -54,7 +54,7 @@ async def enqueue(
     Runs in the caller's transaction: either everyone is queued or, after a crash, nobody is.
     """
     assert announcement.id is not None
-    audience = Audience.from_json(json.loads(announcement.audience), flows)
+    audience = Audience.stored(announcement.audience)
     await seal_texts(db, vault, announcement)
     opens = await _safe_hours_opening(db, audience, flows, now)
     await _block_the_unreachable(db, announcement.id, audience, flows, now)
@@ -257,7 +257,7 @@ async def snapshot(db: AsyncSession, flows: FlowSet, announcement: Announcement,
     "blocked" (see `enqueue`); women who asked for news meanwhile are added then. The number of recipients.
     """
     assert announcement.id is not None
-    audience = Audience.from_json(json.loads(announcement.audience), flows)
+    audience = Audience.stored(announcement.audience)
     contacts = Contact.__table__  # type: ignore[attr-defined]
     recipients = AnnouncementRecipient.__table__  # type: ignore[attr-defined]
     select = sa.select(
