@@ -412,3 +412,48 @@ async def test_twilio_reports_move_her_to_delivered_failed_or_blocked(hamroh: Ha
     ]:
         assert await receipts.delivery_report(hamroh, provider_id=sid, status=status, error_code=code)
     assert await counts(hamroh, announcement_id) == {"delivered": 1, "failed": 1, "blocked": 1}
+
+
+async def test_one_announcement_that_cannot_be_enqueued_does_not_stop_the_others(hamroh: Hamroh) -> None:
+    await add_women(hamroh, [Woman(), Woman()])
+    (author,) = await add_staff(hamroh, "malika")
+    at = hamroh.clock() + timedelta(minutes=5)
+    ids = []
+    for _ in range(2):
+        async with transaction(hamroh.engine) as db:
+            announcement, _ = await drafts.create(
+                db,
+                hamroh.vault,
+                hamroh.flows,
+                NOW_SETTINGS,
+                staff=author,
+                text=TEXT,
+                audience=Audience(),
+                now=hamroh.clock(),
+            )
+            assert announcement.id is not None
+            await drafts.send(
+                db,
+                hamroh.vault,
+                hamroh.flows,
+                NOW_SETTINGS,
+                announcement_id=announcement.id,
+                staff=author,
+                at=at,
+                override_reason=None,
+                now=hamroh.clock(),
+            )
+            ids.append(announcement.id)
+    async with transaction(hamroh.engine) as db:
+        broken = await db.get(Announcement, ids[0])
+        assert broken is not None
+        broken.audience = "{not json"
+        db.add(broken)
+    hamroh.clock.advance(minutes=5)  # type: ignore[attr-defined]
+    async with transaction(hamroh.engine) as db:
+        done = await scheduler.tick(db, hamroh.vault, hamroh.flows, now=hamroh.clock())
+    assert (done.enqueued, done.recipients) == (1, 2)
+    async with transaction(hamroh.engine) as db:
+        statuses = [(await db.get(Announcement, i)).status for i in ids]  # type: ignore[union-attr]
+    assert statuses == ["scheduled", "sending"]
+    assert len(await bulk_rows(hamroh)) == 2

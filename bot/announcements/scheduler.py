@@ -50,7 +50,14 @@ async def tick(db: AsyncSession, vault: Vault, flows: FlowSet, *, now: datetime)
         )
     ).all()
     for announcement in due:
-        done.recipients += await enqueue.enqueue(db, vault, flows, announcement, now=now)
+        try:
+            async with db.begin_nested():  # one that fails is tried again next round; the others go
+                done.recipients += await enqueue.enqueue(db, vault, flows, announcement, now=now)
+        except Exception as exc:
+            log.warning(
+                "announcement %s not enqueued (%s); trying again", announcement.id, type(exc).__name__
+            )
+            continue
         done.enqueued += 1
     sending = (
         await db.exec(select(Announcement).where(Announcement.status == "sending").with_for_update())
