@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from sqlmodel import col, select
 
@@ -16,10 +17,12 @@ from bot.config import Settings
 from bot.conversation.model import Reply
 from bot.conversation.text import to_latin, to_plain_cyrillic
 from bot.dispatcher import Dispatcher, Limits
+from bot.runtime import run_case_jobs
 from bot.senders import Failed, Outgoing, Sent
 from bot.service import Hamroh
 from bot.store import Announcement, AnnouncementRecipient, AnnouncementText, Contact, OutboxMessage
 from bot.store.db import transaction
+from tests.conftest import settings_for_tests
 from tests.test_announce_audience import TEXT, Woman, add_staff, add_women
 from tests.test_dispatcher import FAST, RecordingSender, make, run_until_settled
 
@@ -456,4 +459,46 @@ async def test_one_announcement_that_cannot_be_enqueued_does_not_stop_the_others
     async with transaction(hamroh.engine) as db:
         statuses = [(await db.get(Announcement, i)).status for i in ids]  # type: ignore[union-attr]
     assert statuses == ["scheduled", "sending"]
+    assert len(await bulk_rows(hamroh)) == 2
+
+
+async def test_the_jobs_loop_of_serve_enqueues_a_scheduled_announcement(
+    hamroh: Hamroh, tmp_path: Path, database_url: str
+) -> None:
+    await add_women(hamroh, [Woman(), Woman(lang="ru")])
+    (author,) = await add_staff(hamroh, "malika")
+    async with transaction(hamroh.engine) as db:
+        announcement, _ = await drafts.create(
+            db,
+            hamroh.vault,
+            hamroh.flows,
+            NOW_SETTINGS,
+            staff=author,
+            text=TEXT,
+            audience=Audience(),
+            now=hamroh.clock(),
+        )
+        assert announcement.id is not None
+        await drafts.send(
+            db,
+            hamroh.vault,
+            hamroh.flows,
+            NOW_SETTINGS,
+            announcement_id=announcement.id,
+            staff=author,
+            at=hamroh.clock() + timedelta(minutes=1),
+            override_reason=None,
+            now=hamroh.clock(),
+        )
+    hamroh.clock.advance(minutes=1)  # type: ignore[attr-defined]
+    stop = asyncio.Event()
+    loop = asyncio.create_task(run_case_jobs(settings_for_tests(tmp_path, database_url), hamroh, stop))
+    try:
+        for _ in range(250):
+            if len(await bulk_rows(hamroh)) == 2:
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        stop.set()
+        await loop
     assert len(await bulk_rows(hamroh)) == 2
