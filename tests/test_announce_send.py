@@ -339,7 +339,7 @@ async def test_women_counted_when_it_was_scheduled_who_stopped_since_are_blocked
         )
         assert scheduled.audience_size == 5
     announcement_id = announcement.id
-    assert await counts(hamroh, announcement_id) == {"queued": 5}  # counted, nothing in the outbox yet
+    assert await counts(hamroh, announcement_id) == {}  # counted, but nobody is queued before its time
     assert await bulk_rows(hamroh) == []
     async with transaction(hamroh.engine) as db:
         stopped, blocked_bot, erased = [await db.get(Contact, i) for i in ids[:3]]
@@ -502,3 +502,41 @@ async def test_the_jobs_loop_of_serve_enqueues_a_scheduled_announcement(
         stop.set()
         await loop
     assert len(await bulk_rows(hamroh)) == 2
+
+
+async def test_a_scheduled_announcement_cancelled_before_its_time_leaves_nobody_counted(
+    hamroh: Hamroh,
+) -> None:
+    await add_women(hamroh, [Woman(), Woman()])
+    (author,) = await add_staff(hamroh, "malika")
+    async with transaction(hamroh.engine) as db:
+        announcement, _ = await drafts.create(
+            db,
+            hamroh.vault,
+            hamroh.flows,
+            NOW_SETTINGS,
+            staff=author,
+            text=TEXT,
+            audience=Audience(),
+            now=hamroh.clock(),
+        )
+        assert announcement.id is not None
+        await drafts.send(
+            db,
+            hamroh.vault,
+            hamroh.flows,
+            NOW_SETTINGS,
+            announcement_id=announcement.id,
+            staff=author,
+            at=hamroh.clock() + timedelta(hours=1),
+            override_reason=None,
+            now=hamroh.clock(),
+        )
+        await drafts.cancel(db, announcement_id=announcement.id, staff=author, now=hamroh.clock())
+    hamroh.clock.advance(hours=1)  # type: ignore[attr-defined]
+    async with transaction(hamroh.engine) as db:
+        done = await scheduler.tick(db, hamroh.vault, hamroh.flows, now=hamroh.clock())
+        left = (await db.exec(select(AnnouncementRecipient))).all()
+    assert (done.enqueued, left) == (0, [])
+    assert await counts(hamroh, announcement.id) == {}
+    assert await bulk_rows(hamroh) == []

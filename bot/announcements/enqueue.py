@@ -163,11 +163,11 @@ async def _add_outbox_rows(
             else_=sa.literal(now, UTCDateTime),
         )
         held = sa.case((contacts.c.safe_hours.in_(sorted(opens)), sa.true()), else_=sa.false())  # never NULL
-    # Already given a row, or blocked: a recipient counted when it was scheduled and still waiting is not.
+    # Already given a row, or blocked: one only counted when it was scheduled is not.
     already = sa.select(sa.literal(1)).where(
         recipients.c.announcement_id == announcement_id,
         recipients.c.contact_id == contacts.c.id,
-        sa.or_(recipients.c.outbox_id.is_not(None), recipients.c.outcome != QUEUED),
+        sa.or_(recipients.c.outbox_id.is_not(None), recipients.c.outcome != outcomes.COUNTED),
     )
     select = (
         sa.select(
@@ -251,7 +251,8 @@ async def _add_recipients(db: AsyncSession, announcement_id: int, after: int, no
 
 
 async def snapshot(db: AsyncSession, flows: FlowSet, announcement: Announcement, *, now: datetime) -> int:
-    """Count her in when the announcement is scheduled: a recipient row, queued, without an outbox row yet.
+    """Count her in when the announcement is scheduled: a recipient row, "counted" (in none of the counts
+    until its time), without an outbox row yet.
 
     At its time, whoever of them has since opted out, blocked the bot, erased her data or stopped news is
     "blocked" (see `enqueue`); women who asked for news meanwhile are added then. The number of recipients.
@@ -265,7 +266,7 @@ async def snapshot(db: AsyncSession, flows: FlowSet, announcement: Announcement,
         contacts.c.id,
         outbox_channel(),
         text_lang(),
-        sa.literal(QUEUED),
+        sa.literal(outcomes.COUNTED),
         sa.literal(now, UTCDateTime),
     ).where(*conditions(audience, flows))
     columns = ["announcement_id", "contact_id", "channel", "lang", "outcome", "updated_at"]
@@ -297,7 +298,7 @@ async def _block_the_unreachable(
         .where(
             recipients.c.announcement_id == announcement_id,
             recipients.c.outbox_id.is_(None),
-            recipients.c.outcome == QUEUED,
+            recipients.c.outcome == outcomes.COUNTED,
             ~sa.exists(still),
         )
         .values(outcome=outcomes.BLOCKED, updated_at=now),

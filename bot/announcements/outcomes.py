@@ -3,7 +3,8 @@
 
 Outcomes: queued, held (waiting for her safe hours), sent, delivered, failed, blocked (opted out or
 unreachable since the audience was counted), in_doubt (in flight when a dispatcher died: not sent again),
-and cancelled (stopped before it left; reported beside the seven buckets).
+and cancelled (stopped before it left; reported beside the seven buckets). Before a scheduled announcement's
+time its women are only "counted", in no bucket: nobody is queued before its time.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ FAILED = "failed"
 BLOCKED = "blocked"
 IN_DOUBT = "in_doubt"
 CANCELLED = "cancelled"
+COUNTED = "counted"  # in its audience when it was scheduled; queued, held or blocked once its time comes
 BUCKETS = (QUEUED, HELD, SENT, DELIVERED, FAILED, BLOCKED, IN_DOUBT)
 WAITING = (QUEUED, HELD)
 BATCH = 5000  # ids per statement: well under SQLite's limit of bound parameters
@@ -40,7 +42,7 @@ async def counts(db: AsyncSession, *, announcement_id: int) -> dict[str, int]:
     rows = await sql.rows(
         db,
         sa.select(table.c.outcome, sa.func.count())
-        .where(table.c.announcement_id == announcement_id)
+        .where(table.c.announcement_id == announcement_id, table.c.outcome != COUNTED)
         .group_by(table.c.outcome),
     )
     result = dict.fromkeys((*BUCKETS, CANCELLED), 0)
@@ -123,6 +125,13 @@ async def cancel_waiting(db: AsyncSession, *, announcement_id: int, now: datetim
         ).scalars()
     )
     await record(db, outbox_ids=removed, outcome=CANCELLED, now=now)
+    # Counted for a time that has not come: nothing was queued, so nothing is left of them.
+    await sql.run(
+        db,
+        sa.delete(_recipients()).where(
+            _recipients().c.announcement_id == announcement_id, _recipients().c.outcome == COUNTED
+        ),
+    )
     # Recipients never given an outbox row (none, once enqueued in one transaction), or whose row is gone.
     table = _recipients()
     await sql.run(
