@@ -151,6 +151,8 @@ async def test_the_audience_is_who_asked_for_news_and_can_be_reached(hamroh: Ham
             Woman(district="dushanbe", reachable=False),  # blocked the bot
             Woman(district="khujand", channel="sms", courses=(course,)),
             Woman(district="dushanbe", lang=None),  # no language yet: she gets the Tajik text
+            Woman(district="dushanbe", topics=(), courses=(course,)),  # no news, but on the course
+            Woman(district="dushanbe", topics=(), courses=(course,), opted_out=True),
         ],
     )
     assert await count(hamroh, {}) == 6
@@ -164,7 +166,10 @@ async def test_the_audience_is_who_asked_for_news_and_can_be_reached(hamroh: Ham
     assert await count(hamroh, {"topics": ["health"]}) == 6
     assert await count(hamroh, {"topics": ["training"]}) == 5
     assert await count(hamroh, {"topics": ["training", "health"]}) == 6
-    assert await count(hamroh, {"courses": [course]}) == 1
+    # Enrolling asked for word of her course: a course alone reaches the women on it, news or not;
+    # with topics too, only those of them who also asked for news of those topics.
+    assert await count(hamroh, {"courses": [course]}) == 2
+    assert await count(hamroh, {"courses": [course], "topics": ["training"]}) == 1
     assert await count(hamroh, {"courses": [course + 1]}) == 0
     assert await count(hamroh, {"regions": ["khatlon"], "langs": ["tg"]}) == 0
 

@@ -1,8 +1,10 @@
 """Who an announcement is for: filters a coordinator chooses, turned into one set-based query.
 
-AND across keys, OR within a key; an empty key means everyone who subscribed. Only women who asked for
-news (a subscription row) are ever in an audience, never one who opted out or cannot be reached. A woman
-whose district is unknown matches any district or region filter: she asked for news everywhere.
+AND across keys, OR within a key; an empty key means everyone who subscribed. Only women who asked are
+ever in an audience: for news (a subscription row, of the chosen topics if any), or, when courses alone
+are chosen without topics, by enrolling in one of them (she asked for word of her course: a changed date
+must reach her). Never one who opted out or cannot be reached. A woman whose district is unknown matches
+any district or region filter: she asked for news everywhere.
 """
 
 from __future__ import annotations
@@ -146,8 +148,9 @@ def conditions(audience: Audience, flows: FlowSet) -> list[sa.ColumnElement[bool
     subscribed = sa.select(sa.literal(1)).where(subscriptions.c.contact_id == contacts.c.id)
     if audience.topics:
         subscribed = subscribed.where(subscriptions.c.topic.in_(audience.topics))
+    asked_for_news = audience.topics or not audience.courses  # else her enrolment is her asking
     where: list[sa.ColumnElement[bool]] = [
-        sa.exists(subscribed),
+        sa.exists(subscribed) if asked_for_news else sa.true(),
         sa.not_(contacts.c.opted_out),
         contacts.c.reachable,
     ]
