@@ -310,6 +310,8 @@ async def test_the_api_publishes_its_own_schema(client: httpx.AsyncClient) -> No
         "/api/courses",
         "/api/courses/{course_id}",
         "/api/courses/{course_id}/enrolments.csv",
+        "/api/reports/{table}",
+        "/api/reports/{table}.csv",
     }
     messages = schema["paths"]["/api/cases/{case_id}/messages"]["post"]
     assert "202" in messages["responses"]
