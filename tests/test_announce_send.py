@@ -20,7 +20,7 @@ from bot.dispatcher import Dispatcher, Limits
 from bot.runtime import run_case_jobs
 from bot.senders import Failed, Outgoing, Sent
 from bot.service import Hamroh
-from bot.store import Announcement, AnnouncementRecipient, AnnouncementText, Contact, OutboxMessage
+from bot.store import Announcement, AnnouncementRecipient, AnnouncementText, Contact, OutboxMessage, Staff
 from bot.store.db import transaction
 from tests.conftest import settings_for_tests
 from tests.test_announce_audience import TEXT, Woman, add_staff, add_women
@@ -30,10 +30,18 @@ NOW_SETTINGS = Settings(announce_quiet_hours="")
 SAFE_EVENING = "18-21"  # Dushanbe; the tests' clock says 14:00 there (09:00 UTC)
 
 
-async def send_now(hamroh: Hamroh, audience: Audience | None = None) -> int:
-    (author,) = await add_staff(hamroh, f"malika{hamroh.clock().timestamp():.0f}")
+async def announce(
+    hamroh: Hamroh,
+    *,
+    at: datetime | None = None,
+    audience: Audience | None = None,
+    author: Staff | None = None,
+) -> tuple[int, int]:
+    """A draft written and sent (now, or scheduled for `at`) in one transaction: its id and audience."""
+    if author is None:
+        (author,) = await add_staff(hamroh, f"malika{hamroh.clock().timestamp():.0f}")
     async with transaction(hamroh.engine) as db:
-        announcement, _ = await drafts.create(
+        draft, _ = await drafts.create(
             db,
             hamroh.vault,
             hamroh.flows,
@@ -43,19 +51,24 @@ async def send_now(hamroh: Hamroh, audience: Audience | None = None) -> int:
             audience=audience or Audience(),
             now=hamroh.clock(),
         )
-        assert announcement.id is not None
-        await drafts.send(
+        assert draft.id is not None
+        sent = await drafts.send(
             db,
             hamroh.vault,
             hamroh.flows,
             NOW_SETTINGS,
-            announcement_id=announcement.id,
+            announcement_id=draft.id,
             staff=author,
-            at=None,
+            at=at,
             override_reason=None,
             now=hamroh.clock(),
         )
-        return announcement.id
+        return draft.id, sent.audience_size
+
+
+async def send_now(hamroh: Hamroh, audience: Audience | None = None) -> int:
+    announcement_id, _ = await announce(hamroh, audience=audience)
+    return announcement_id
 
 
 async def counts(hamroh: Hamroh, announcement_id: int) -> dict[str, int]:
@@ -228,29 +241,7 @@ async def test_a_scheduled_announcement_is_enqueued_when_its_time_comes_once_acr
     await add_women(hamroh, [Woman(), Woman(lang="ru")])
     (author,) = await add_staff(hamroh, "malika")
     at = hamroh.clock() + timedelta(hours=1)
-    async with transaction(hamroh.engine) as db:
-        announcement, _ = await drafts.create(
-            db,
-            hamroh.vault,
-            hamroh.flows,
-            NOW_SETTINGS,
-            staff=author,
-            text=TEXT,
-            audience=Audience(),
-            now=hamroh.clock(),
-        )
-        assert announcement.id is not None
-        await drafts.send(
-            db,
-            hamroh.vault,
-            hamroh.flows,
-            NOW_SETTINGS,
-            announcement_id=announcement.id,
-            staff=author,
-            at=at,
-            override_reason=None,
-            now=hamroh.clock(),
-        )
+    await announce(hamroh, at=at, author=author)
     every = timedelta(seconds=30)
     idle = await scheduler.run_if_due(
         hamroh.engine, hamroh.vault, hamroh.flows, every=every, now=hamroh.clock()
@@ -314,31 +305,8 @@ async def test_women_counted_when_it_was_scheduled_who_stopped_since_are_blocked
     ids = await add_women(hamroh, [Woman(), Woman(), Woman(), Woman(), Woman(safe_hours=SAFE_EVENING)])
     (author,) = await add_staff(hamroh, "malika")
     at = hamroh.clock() + timedelta(hours=2)
-    async with transaction(hamroh.engine) as db:
-        announcement, _ = await drafts.create(
-            db,
-            hamroh.vault,
-            hamroh.flows,
-            NOW_SETTINGS,
-            staff=author,
-            text=TEXT,
-            audience=Audience(),
-            now=hamroh.clock(),
-        )
-        assert announcement.id is not None
-        scheduled = await drafts.send(
-            db,
-            hamroh.vault,
-            hamroh.flows,
-            NOW_SETTINGS,
-            announcement_id=announcement.id,
-            staff=author,
-            at=at,
-            override_reason=None,
-            now=hamroh.clock(),
-        )
-        assert scheduled.audience_size == 5
-    announcement_id = announcement.id
+    announcement_id, audience_size = await announce(hamroh, at=at, author=author)
+    assert audience_size == 5
     assert await counts(hamroh, announcement_id) == {}  # counted, but nobody is queued before its time
     assert await bulk_rows(hamroh) == []
     async with transaction(hamroh.engine) as db:
@@ -423,30 +391,8 @@ async def test_one_announcement_that_cannot_be_enqueued_does_not_stop_the_others
     at = hamroh.clock() + timedelta(minutes=5)
     ids = []
     for _ in range(2):
-        async with transaction(hamroh.engine) as db:
-            announcement, _ = await drafts.create(
-                db,
-                hamroh.vault,
-                hamroh.flows,
-                NOW_SETTINGS,
-                staff=author,
-                text=TEXT,
-                audience=Audience(),
-                now=hamroh.clock(),
-            )
-            assert announcement.id is not None
-            await drafts.send(
-                db,
-                hamroh.vault,
-                hamroh.flows,
-                NOW_SETTINGS,
-                announcement_id=announcement.id,
-                staff=author,
-                at=at,
-                override_reason=None,
-                now=hamroh.clock(),
-            )
-            ids.append(announcement.id)
+        announcement_id, _ = await announce(hamroh, at=at, author=author)
+        ids.append(announcement_id)
     async with transaction(hamroh.engine) as db:
         broken = await db.get(Announcement, ids[0])
         assert broken is not None
@@ -467,29 +413,7 @@ async def test_the_jobs_loop_of_serve_enqueues_a_scheduled_announcement(
 ) -> None:
     await add_women(hamroh, [Woman(), Woman(lang="ru")])
     (author,) = await add_staff(hamroh, "malika")
-    async with transaction(hamroh.engine) as db:
-        announcement, _ = await drafts.create(
-            db,
-            hamroh.vault,
-            hamroh.flows,
-            NOW_SETTINGS,
-            staff=author,
-            text=TEXT,
-            audience=Audience(),
-            now=hamroh.clock(),
-        )
-        assert announcement.id is not None
-        await drafts.send(
-            db,
-            hamroh.vault,
-            hamroh.flows,
-            NOW_SETTINGS,
-            announcement_id=announcement.id,
-            staff=author,
-            at=hamroh.clock() + timedelta(minutes=1),
-            override_reason=None,
-            now=hamroh.clock(),
-        )
+    await announce(hamroh, at=hamroh.clock() + timedelta(minutes=1), author=author)
     hamroh.clock.advance(minutes=1)  # type: ignore[attr-defined]
     stop = asyncio.Event()
     loop = asyncio.create_task(run_case_jobs(settings_for_tests(tmp_path, database_url), hamroh, stop))
@@ -509,34 +433,13 @@ async def test_a_scheduled_announcement_cancelled_before_its_time_leaves_nobody_
 ) -> None:
     await add_women(hamroh, [Woman(), Woman()])
     (author,) = await add_staff(hamroh, "malika")
+    announcement_id, _ = await announce(hamroh, at=hamroh.clock() + timedelta(hours=1), author=author)
     async with transaction(hamroh.engine) as db:
-        announcement, _ = await drafts.create(
-            db,
-            hamroh.vault,
-            hamroh.flows,
-            NOW_SETTINGS,
-            staff=author,
-            text=TEXT,
-            audience=Audience(),
-            now=hamroh.clock(),
-        )
-        assert announcement.id is not None
-        await drafts.send(
-            db,
-            hamroh.vault,
-            hamroh.flows,
-            NOW_SETTINGS,
-            announcement_id=announcement.id,
-            staff=author,
-            at=hamroh.clock() + timedelta(hours=1),
-            override_reason=None,
-            now=hamroh.clock(),
-        )
-        await drafts.cancel(db, announcement_id=announcement.id, staff=author, now=hamroh.clock())
+        await drafts.cancel(db, announcement_id=announcement_id, staff=author, now=hamroh.clock())
     hamroh.clock.advance(hours=1)  # type: ignore[attr-defined]
     async with transaction(hamroh.engine) as db:
         done = await scheduler.tick(db, hamroh.vault, hamroh.flows, now=hamroh.clock())
         left = (await db.exec(select(AnnouncementRecipient))).all()
     assert (done.enqueued, left) == (0, [])
-    assert await counts(hamroh, announcement.id) == {}
+    assert await counts(hamroh, announcement_id) == {}
     assert await bulk_rows(hamroh) == []
