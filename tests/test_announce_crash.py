@@ -12,8 +12,6 @@ import asyncio
 import os
 import signal
 import subprocess
-import sys
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -27,10 +25,12 @@ from bot.service import Hamroh
 from bot.store import AnnouncementRecipient, Contact, OutboxMessage
 from bot.store.crypto import Vault
 from bot.store.db import create_engine, transaction
-from tests.conftest import TEST_ENCRYPTION_KEY, TEST_HASH_KEY, Clock, Tokens
+from tests import test_crash as crash_test
+from tests.conftest import Clock, Tokens
 from tests.fakes.telegram_api import FakeTelegram
 from tests.fakes.twilio_api import FakeTwilio
 from tests.test_announce_audience import TEXT, Woman, add_staff, add_women
+from tests.test_crash import wait_until
 
 ON_TELEGRAM = 1600
 BY_SMS = 400
@@ -105,37 +105,18 @@ async def counted(url: str, announcement_id: int) -> tuple[dict[str, int], int]:
 def dispatcher(
     url: str, telegram: FakeTelegram, twilio: FakeTwilio, tmp_path: Path
 ) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HAMROH_")}
-    env |= {
-        "HAMROH_DATABASE_URL": url,
-        "HAMROH_VAR_DIR": str(tmp_path),
-        "HAMROH_ENCRYPTION_KEY": TEST_ENCRYPTION_KEY,
-        "HAMROH_HASH_KEY": TEST_HASH_KEY,
-        "HAMROH_TELEGRAM_TOKEN": telegram.token,
-        "HAMROH_TELEGRAM_SECRET": "crash-test-secret",
-        "HAMROH_TELEGRAM_API_URL": telegram.api_url,
-        "HAMROH_TELEGRAM_MESSAGES_PER_SECOND": "3000",
-        "HAMROH_TELEGRAM_CHAT_MESSAGES_PER_SECOND": "3000",
-        "HAMROH_TWILIO_ACCOUNT_SID": twilio.account_sid,
-        "HAMROH_TWILIO_AUTH_TOKEN": twilio.auth_token,
-        "HAMROH_TWILIO_FROM": FROM,
-        "HAMROH_TWILIO_API_URL": twilio.api_url,
-        "HAMROH_TWILIO_SEGMENTS_PER_SECOND": "3000",
-        "HAMROH_DISPATCH_LEASE_SECONDS": "30",
-    }
-    with (tmp_path / "dispatch.log").open("ab") as log:  # the child keeps its own copy of the descriptor
-        return subprocess.Popen(
-            [sys.executable, "-m", "bot.cli", "dispatch"], env=env, stdout=log, stderr=log
-        )
-
-
-def wait_until(condition: object, seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if callable(condition) and condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError("timed out")
+    return crash_test.dispatcher(
+        url,
+        telegram,
+        tmp_path,
+        HAMROH_TELEGRAM_MESSAGES_PER_SECOND="3000",
+        HAMROH_TELEGRAM_CHAT_MESSAGES_PER_SECOND="3000",
+        HAMROH_TWILIO_ACCOUNT_SID=twilio.account_sid,
+        HAMROH_TWILIO_AUTH_TOKEN=twilio.auth_token,
+        HAMROH_TWILIO_FROM=FROM,
+        HAMROH_TWILIO_API_URL=twilio.api_url,
+        HAMROH_TWILIO_SEGMENTS_PER_SECOND="3000",
+    )
 
 
 def test_killed_mid_announcement_every_woman_receives_it_once_and_in_doubt_ones_are_counted(

@@ -88,7 +88,8 @@ async def rows_by_text(url: str, vault: Vault) -> dict[str, OutboxMessage]:
         await engine.dispose()
 
 
-def dispatcher(url: str, fake: FakeTelegram, tmp_path: Path) -> subprocess.Popen[bytes]:
+def dispatcher(url: str, fake: FakeTelegram, tmp_path: Path, **more: str) -> subprocess.Popen[bytes]:
+    """`hamroh dispatch` in a process of its own, sending to the fake Bot API (and whatever `more` says)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("HAMROH_")}
     env |= {
         "HAMROH_DATABASE_URL": url,
@@ -101,6 +102,7 @@ def dispatcher(url: str, fake: FakeTelegram, tmp_path: Path) -> subprocess.Popen
         "HAMROH_TELEGRAM_MESSAGES_PER_SECOND": "2000",
         "HAMROH_TELEGRAM_CHAT_MESSAGES_PER_SECOND": "2000",
         "HAMROH_DISPATCH_LEASE_SECONDS": "30",
+        **more,
     }
     with (tmp_path / "dispatch.log").open("ab") as log:  # the child keeps its own copy of the descriptor
         command = [sys.executable, "-m", "bot.cli", "dispatch"]
