@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.announcements import drafts
 from bot.announcements.audience import Audience
@@ -135,6 +136,31 @@ def test_filters_are_checked_against_what_hamroh_knows(flows: FlowSet) -> None:
         with pytest.raises(AnnouncementInvalid, match=reason) as caught:
             Audience.from_json(bad, flows)
         assert caught.value.reason
+
+
+async def send(
+    db: AsyncSession,
+    hamroh: Hamroh,
+    announcement_id: int,
+    author: Staff,
+    settings: Settings = SETTINGS,
+    *,
+    at: datetime | None = None,
+    override_reason: str | None = None,
+    now: datetime | None = None,
+) -> Announcement:
+    """`drafts.send` with this service's vault, flows and clock."""
+    return await drafts.send(
+        db,
+        hamroh.vault,
+        hamroh.flows,
+        settings,
+        announcement_id=announcement_id,
+        staff=author,
+        at=at,
+        override_reason=override_reason,
+        now=now or hamroh.clock(),
+    )
 
 
 async def test_the_audience_is_who_asked_for_news_and_can_be_reached(hamroh: Hamroh) -> None:
@@ -278,28 +304,16 @@ async def test_quiet_hours_need_a_reason(hamroh: Hamroh) -> None:
     evening = datetime(2026, 11, 28, 17, 30, tzinfo=UTC)  # 22:30 in Dushanbe
     async with transaction(hamroh.engine) as db:
         with pytest.raises(AnnouncementConflict, match="22:30 in Dushanbe is inside the quiet hours"):
-            await drafts.send(
-                db,
-                hamroh.vault,
-                hamroh.flows,
-                quiet,
-                announcement_id=first,
-                staff=author,
-                at=evening,
-                override_reason=None,
-                now=hamroh.clock(),
-            )
+            await send(db, hamroh, first, author, quiet, at=evening)
     async with transaction(hamroh.engine) as db:
-        sent = await drafts.send(
+        sent = await send(
             db,
-            hamroh.vault,
-            hamroh.flows,
+            hamroh,
+            first,
+            author,
             quiet,
-            announcement_id=first,
-            staff=author,
             at=evening,
             override_reason="the court moved the hearing to tomorrow morning",
-            now=hamroh.clock(),
         )
         assert (sent.status, sent.send_at, sent.override_reason) == (
             "scheduled",
@@ -311,31 +325,11 @@ async def test_quiet_hours_need_a_reason(hamroh: Hamroh) -> None:
     second = await draft(hamroh, author)
     afternoon = datetime(2026, 11, 28, 10, 0, tzinfo=UTC)  # 15:00 in Dushanbe
     async with transaction(hamroh.engine) as db:
-        ok = await drafts.send(
-            db,
-            hamroh.vault,
-            hamroh.flows,
-            quiet,
-            announcement_id=second,
-            staff=author,
-            at=afternoon,
-            override_reason=None,
-            now=hamroh.clock(),
-        )
+        ok = await send(db, hamroh, second, author, quiet, at=afternoon)
         assert ok.status == "scheduled"
     third = await draft(hamroh, author)
     async with transaction(hamroh.engine) as db:  # no quiet hours at all
-        late = await drafts.send(
-            db,
-            hamroh.vault,
-            hamroh.flows,
-            Settings(announce_quiet_hours=""),
-            announcement_id=third,
-            staff=author,
-            at=evening,
-            override_reason=None,
-            now=hamroh.clock(),
-        )
+        late = await send(db, hamroh, third, author, Settings(announce_quiet_hours=""), at=evening)
         assert late.override_reason is None
 
 
@@ -361,17 +355,7 @@ async def test_a_bad_time_is_refused(hamroh: Hamroh) -> None:
     ]:
         async with transaction(hamroh.engine) as db:
             with pytest.raises(AnnouncementInvalid, match=reason):
-                await drafts.send(
-                    db,
-                    hamroh.vault,
-                    hamroh.flows,
-                    SETTINGS,
-                    announcement_id=first,
-                    staff=author,
-                    at=at,
-                    override_reason=None,
-                    now=now,
-                )
+                await send(db, hamroh, first, author, SETTINGS, at=at, now=now)
 
 
 async def test_a_second_coordinator_approves_when_the_setting_asks(hamroh: Hamroh) -> None:
@@ -380,22 +364,12 @@ async def test_a_second_coordinator_approves_when_the_setting_asks(hamroh: Hamro
     announcement_id = await draft(hamroh, author)
     tomorrow = hamroh.clock() + timedelta(days=1)
 
-    async def send() -> Announcement:
+    async def schedule() -> Announcement:
         async with transaction(hamroh.engine) as db:
-            return await drafts.send(
-                db,
-                hamroh.vault,
-                hamroh.flows,
-                strict,
-                announcement_id=announcement_id,
-                staff=author,
-                at=tomorrow,
-                override_reason=None,
-                now=hamroh.clock(),
-            )
+            return await send(db, hamroh, announcement_id, author, strict, at=tomorrow)
 
     with pytest.raises(AnnouncementConflict, match="a second coordinator must approve it before"):
-        await send()
+        await schedule()
     async with transaction(hamroh.engine) as db:
         with pytest.raises(AnnouncementConflict, match="not its author"):
             await drafts.approve(
@@ -411,7 +385,7 @@ async def test_a_second_coordinator_approves_when_the_setting_asks(hamroh: Hamro
             await drafts.approve(
                 db, strict, announcement_id=announcement_id, staff=second, now=hamroh.clock()
             )
-    assert (await send()).status == "scheduled"
+    assert (await schedule()).status == "scheduled"
     async with transaction(hamroh.engine) as db:
         actions = [e.action for e in (await db.exec(select(AuditEntry).order_by(AuditEntry.id))).all()]  # type: ignore[arg-type]
     assert actions == ["announcement.create", "announcement.approve", "announcement.send"]
@@ -432,17 +406,7 @@ async def test_cancel_before_it_leaves_and_not_after(hamroh: Hamroh) -> None:
         with pytest.raises(AnnouncementConflict, match="it cannot be cancelled: it is cancelled"):
             await drafts.cancel(db, announcement_id=announcement_id, staff=author, now=hamroh.clock())
         with pytest.raises(AnnouncementConflict, match="it cannot be sent: it is cancelled"):
-            await drafts.send(
-                db,
-                hamroh.vault,
-                hamroh.flows,
-                SETTINGS,
-                announcement_id=announcement_id,
-                staff=author,
-                at=None,
-                override_reason=None,
-                now=hamroh.clock(),
-            )
+            await send(db, hamroh, announcement_id, author, SETTINGS)
 
 
 def test_saved_filters_are_read_back_even_if_the_flows_changed_since(flows: FlowSet) -> None:
