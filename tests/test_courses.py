@@ -380,6 +380,7 @@ async def test_the_courses_page(
     assert "Bakers &lt;b&gt;Union&lt;/b&gt;" in listing.text
     assert re.search(r'class="number">1 of 1</td>\s*<td class="number">1</td>', listing.text)
     assert 'aria-current="page">Courses' in listing.text
+    assert "Take off and tell 2 women" in listing.text
 
     edit = await client.get(f"/coordinate/courses/{course.id}")
     assert 'value="Выпечка"' in edit.text
