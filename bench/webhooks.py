@@ -1,34 +1,40 @@
-"""Inbound webhooks per second: Telegram updates and Twilio SMS posted to a real uvicorn server on loopback.
+"""Inbound webhooks under load: CPU per request beside a bare endpoint, req/s, p50/p99, and a fixed rate.
 
-    .venv/bin/python bench/webhooks.py [--requests 1000] [--serial-requests 300] [--concurrency 1 10 100]
-                                       [--one-client] [--postgres URL]
+    .venv/bin/python bench/webhooks.py [--seconds 8] [--connections 1 50 100] [--channels sms telegram]
+                                       [--postgres URL] [--no-sqlite] [--rate-share 0.7]
 
-For each channel and number of concurrent senders, a fixed number of requests is posted to the app of
-`api.app.create_app` (dispatcher off: only the inbound turn is measured) on SQLite and, when --postgres or
-HAMROH_TEST_POSTGRES_URL gives a server, on a PostgreSQL database of its own (created and dropped).
-Printed: requests/s, p50/p99 latency, answers other than 2xx (0 expected) and the server process's CPU
-time per request. The baseline, measured in the same run with the same requests and the same uvicorn
-settings, is a bare FastAPI endpoint that answers 200 at once: the ratios say what verifying, the turn and
-the database cost. Every server runs in a process of its own (one worker), apart from the client.
+Load comes from `wrk` (Debian: `apt-get install -y wrk`), so the client is not the ceiling (an httpx client
+tops out near 1,000-1,500 requests/s); without it the script says how to install it and stops. wrk runs a
+small Lua script that cycles through a file of requests written beforehand: every SMS is signed with the
+twilio SDK's RequestValidator against the configured public URL and has a MessageSid of its own, every
+Telegram update an update id of its own, so each request is a new message and the duplicate check never
+answers early (a case that sends more requests than its file holds says so). Each sender writes a short
+conversation (a greeting, a language, menu choices): first contacts and later turns are both measured.
 
-The client is httpx with as many connections as senders: by default one AsyncClient of one connection per
-sender. With --one-client all senders share one AsyncClient whose pool holds them all; at 100 connections
-that pool costs the client milliseconds of CPU a request, so the client, not the server, is measured.
+Servers, each a uvicorn of its own (127.0.0.1, one worker, the same settings): the baseline, a bare FastAPI
+endpoint that reads the same form (`request.form()`) and answers empty TwiML (for Telegram: reads the JSON
+and answers `{"ok": true}`); then the app of `api.app.create_app` (dispatcher off: only the turn) on
+PostgreSQL (--postgres or HAMROH_TEST_POSTGRES_URL; a database of its own, created and dropped) and SQLite.
+Printed per case: requests/s, p50/p99 as wrk saw them, answers other than 2xx/3xx (0 expected), the server
+process's CPU per request (from /proc, over the run) and that CPU as a multiple of the baseline's.
 
-Telegram updates carry the webhook's secret header, unique update ids and text from different chats; SMS
-are form-encoded as Twilio posts them, signed with the twilio SDK's RequestValidator against the
-configured public URL, with unique MessageSids and different numbers. Each sender writes a short
-conversation (a greeting, a language, menu choices), so first contacts and later turns are both measured.
+Then the fixed arrival rate: requests at `--rate-share` (70%) of the capacity just measured (the best
+req/s of the webhook), sent on a schedule by an asyncio sender of this script, latency counted from each
+request's scheduled time (so a late answer cannot hide the queue behind it: no coordinated omission).
+Printed: p50/p99, and p99 as a multiple of the webhook's p50 at 1 sender (goal: at most 5).
+
+Absolute figures vary by machine and by what else runs on it; the ratios are what to compare.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import itertools
 import json
 import os
+import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -41,6 +47,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import httpx
+from fastapi import Request
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -65,14 +72,61 @@ PUBLIC_URL = "https://hamroh.example.org"
 ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
 AUTH_TOKEN = "bench-auth-token-0123456789abcdef"
 OUR_NUMBER = "+15005550006"
+EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
 MESSAGES_EACH = 5  # each sender's conversation: the first turns of SCRIPT
 STARTUP_SECONDS = 60.0
-CHANNELS = ("telegram", "sms")
+WARM_SECONDS = 2
+CHANNELS = ("sms", "telegram")
+ERROR_LINE = re.compile(
+    r"^(?!Traceback|ERROR|WARNING|INFO)[\w.]+(:|$)"
+)  # a traceback's last line: the exception
+NO_WRK = "wrk is not installed: `apt-get install -y wrk` (Debian's package), then run this again."
 T = TypeVar("T")
+
+# Each wrk thread takes every n-th line of the file (a line: the signature, a tab, the body) and cycles
+# through its share; `done` prints what wrk measured as one JSON line.
+LUA = r"""
+local counter = 0
+function setup(thread)
+  thread:set("id", counter)
+  counter = counter + 1
+end
+
+local requests = {}
+local next_one = 0
+function init(args)
+  local file, path, threads, content_type = args[1], args[2], tonumber(args[3]), args[4]
+  local fixed_name, fixed_value, signed_name = args[5], args[6], args[7]
+  local headers = {["Content-Type"] = content_type}
+  if fixed_name ~= "" then headers[fixed_name] = fixed_value end
+  local n = 0
+  for line in io.lines(file) do
+    if n % threads == id then
+      local signature, body = line:match("^([^\t]*)\t(.*)$")
+      if signed_name ~= "" then headers[signed_name] = signature end
+      requests[#requests + 1] = wrk.format("POST", path, headers, body)
+    end
+    n = n + 1
+  end
+end
+
+function request()
+  next_one = next_one % #requests + 1
+  return requests[next_one]
+end
+
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    '{"requests": %d, "us": %d, "bad_status": %d, "socket_errors": %d, "p50_us": %d, "p99_us": %d}\n',
+    summary.requests, summary.duration, e.status, e.connect + e.read + e.write + e.timeout,
+    latency:percentile(50), latency:percentile(99)))
+end
+"""
 
 
 @dataclass(frozen=True)
-class Request:
+class Post:
     path: str
     headers: dict[str, str]
     body: bytes
@@ -82,25 +136,19 @@ class Request:
 class Result:
     requests: int
     seconds: float
-    latencies: list[float]
-    statuses: Counter[str] = field(default_factory=Counter)
+    p50_ms: float
+    p99_ms: float
+    failed: int  # answers of 4xx/5xx and socket errors
     server_cpu: float = 0.0  # seconds of CPU the server process spent meanwhile
+    wrapped: bool = False  # more requests went than the file held: some were duplicates
 
     @property
     def rate(self) -> float:
         return self.requests / self.seconds
 
     @property
-    def p50_ms(self) -> float:
-        return statistics.median(self.latencies) * 1000
-
-    @property
-    def p99_ms(self) -> float:
-        return percentile(self.latencies, 0.99) * 1000
-
-    @property
-    def not_2xx(self) -> int:
-        return sum(n for status, n in self.statuses.items() if not status.startswith("2"))
+    def cpu_ms(self) -> float:
+        return self.server_cpu * 1000 / max(1, self.requests)
 
 
 # --- the servers (run in a child process: `webhooks.py --serve bare|hamroh`) --------------------------------
@@ -114,6 +162,7 @@ def server_options(port: int) -> dict[str, object]:
 def serve(kind: str, port: int, settings_json: str) -> None:
     import uvicorn
     from fastapi import FastAPI, Response
+    from fastapi.responses import JSONResponse
 
     from api.app import create_app
     from bot.config import Settings
@@ -123,11 +172,19 @@ def serve(kind: str, port: int, settings_json: str) -> None:
     if kind == "bare":
         app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
 
+        async def sms(request: Request) -> Response:
+            await request.form()
+            return Response(EMPTY_TWIML, media_type="text/xml")
+
+        async def telegram(request: Request) -> Response:
+            await request.json()
+            return JSONResponse({"ok": True})
+
         async def ok() -> Response:
             return Response(status_code=200)
 
-        for path in (TELEGRAM_PATH, SMS_PATH):
-            app.add_api_route(path, ok, methods=["POST"])
+        app.add_api_route(SMS_PATH, sms, methods=["POST"])
+        app.add_api_route(TELEGRAM_PATH, telegram, methods=["POST"])
         app.add_api_route("/healthz", ok, methods=["GET"])
     else:
         app = create_app(Settings(**json.loads(settings_json)), dispatch=False)
@@ -204,108 +261,188 @@ class Server:
 
 
 class Senders:
-    """New women for every case (numbers and chats never repeat), and update ids unique to the bot."""
+    """New women for every batch (numbers and chats never repeat), and update ids unique to the bot."""
 
     def __init__(self) -> None:
         self._women = itertools.count(1)
         self._update_ids = itertools.count(1_000_001)
 
-    def telegram(self, count: int) -> list[Request]:
+    def make(self, channel: str, count: int) -> list[Post]:
+        return self.telegram(count) if channel == "telegram" else self.sms(count)
+
+    def telegram(self, count: int) -> list[Post]:
         women = [
-            Her(chat_id=100_000_000 + next(self._women), update_ids=self._update_ids) for _ in range(count)
+            Her(chat_id=100_000_000 + next(self._women), update_ids=self._update_ids)
+            for _ in range(self._people(count))
         ]
         headers = {"content-type": "application/json", "x-telegram-bot-api-secret-token": SECRET}
         return [
-            Request(TELEGRAM_PATH, headers, json.dumps(her.says(text)).encode())
+            Post(TELEGRAM_PATH, headers, json.dumps(her.says(text)).encode())
             for her, text in self._conversations(women, count)
         ]
 
-    def sms(self, count: int) -> list[Request]:
-        numbers = [f"+9929{next(self._women):08d}" for _ in range(count)]
+    def sms(self, count: int) -> list[Post]:
+        numbers = [f"+9929{next(self._women):08d}" for _ in range(self._people(count))]
         requests = []
         for number, text in self._conversations(numbers, count):
             form = inbound_sms_form(
                 number, text, to=OUR_NUMBER, account_sid=ACCOUNT_SID, message_sid=new_sid()
             )
             signed = signed_request(AUTH_TOKEN, f"{PUBLIC_URL}{SMS_PATH}", form)
-            requests.append(Request(SMS_PATH, dict(signed.headers), signed.body))
+            requests.append(Post(SMS_PATH, dict(signed.headers), signed.body))
         return requests
+
+    @staticmethod
+    def _people(count: int) -> int:
+        return max(1, -(-count // MESSAGES_EACH))
 
     @staticmethod
     def _conversations(women: list[T], count: int) -> Iterator[tuple[T, str]]:
         """`count` messages: every woman's first message, then every woman's second, and so on."""
-        people = women[: max(1, -(-count // MESSAGES_EACH))]
         for n in range(count):
-            yield people[n % len(people)], SCRIPT[(n // len(people)) % len(SCRIPT)]
+            yield women[n % len(women)], SCRIPT[(n // len(women)) % len(SCRIPT)]
 
 
-async def post_all(clients: Sequence[httpx.AsyncClient], requests: Sequence[Request]) -> Result:
-    """Post every request, one sender per client; latency of each, and the answers by status."""
-    pending = iter(requests)
+def write_requests(requests: Sequence[Post], path: Path) -> None:
+    """One request a line for the Lua script: the Twilio signature (or nothing), a tab, the body."""
+    with path.open("w", encoding="ascii") as out:
+        for request in requests:
+            body = request.body.decode("ascii")  # form-encoded or JSON with ASCII escapes: no tab, no newline
+            out.write(f"{request.headers.get('x-twilio-signature', '')}\t{body}\n")
+
+
+# --- wrk ----------------------------------------------------------------------------------------------------
+
+
+def wrk_command(
+    url: str, channel: str, connections: int, seconds: int, lines: Path, script: Path
+) -> list[str]:
+    threads = min(2, connections)
+    path = SMS_PATH if channel == "sms" else TELEGRAM_PATH
+    if channel == "sms":
+        extra = ["application/x-www-form-urlencoded", "", "", "X-Twilio-Signature"]
+    else:
+        extra = ["application/json", "X-Telegram-Bot-Api-Secret-Token", SECRET, ""]
+    return [
+        "wrk",
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{seconds}s",
+        "--timeout",
+        "30s",
+        "-s",
+        str(script),
+        url,
+        "--",
+        str(lines),
+        path,
+        str(threads),
+        *extra,
+    ]
+
+
+async def run_wrk(
+    server: Server, channel: str, connections: int, seconds: int, requests: Sequence[Post], folder: Path
+) -> Result:
+    lines, script = folder / "requests.txt", folder / "post.lua"
+    script.write_text(LUA)
+    write_requests(requests, lines)
+    command = wrk_command(server.url, channel, connections, seconds, lines, script)
+    cpu = server.cpu_seconds()
+    done = await asyncio.to_thread(subprocess.run, command, capture_output=True, text=True, check=False)
+    used = server.cpu_seconds() - cpu
+    report = next((ln for ln in done.stdout.splitlines() if ln.startswith("{")), None)
+    if done.returncode != 0 or report is None:
+        raise RuntimeError(f"wrk failed ({done.returncode}): {done.stderr.strip()[:500]}")
+    figures = json.loads(report)
+    return Result(
+        requests=figures["requests"],
+        seconds=figures["us"] / 1e6,
+        p50_ms=figures["p50_us"] / 1000,
+        p99_ms=figures["p99_us"] / 1000,
+        failed=figures["bad_status"] + figures["socket_errors"],
+        server_cpu=used,
+        wrapped=figures["requests"] > len(requests),
+    )
+
+
+# --- the fixed arrival rate ---------------------------------------------------------------------------------
+
+
+def raw_request(request: Post, port: int) -> bytes:
+    head = [f"POST {request.path} HTTP/1.1", f"Host: 127.0.0.1:{port}"]
+    head += [f"{name}: {value}" for name, value in request.headers.items()]
+    head.append(f"Content-Length: {len(request.body)}")
+    return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + request.body
+
+
+async def fixed_rate(server: Server, requests: Sequence[Post], rate: float) -> Result:
+    """Send each request at its scheduled time (`rate` a second) on a free keep-alive connection (a new
+    one when none is free); each latency runs from the scheduled time to the end of the answer."""
+    loop = asyncio.get_running_loop()
+    idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+    opened: list[asyncio.StreamWriter] = []
     latencies: list[float] = []
     statuses: Counter[str] = Counter()
 
-    async def sender(client: httpx.AsyncClient) -> None:
-        for request in pending:  # the senders share one iterator: each request goes once
-            t0 = time.perf_counter()
-            try:
-                answer = await client.post(request.path, content=request.body, headers=request.headers)
-                statuses[str(answer.status_code)] += 1
-            except httpx.HTTPError as exc:
-                statuses[type(exc).__name__] += 1
-            latencies.append(time.perf_counter() - t0)
-
-    started = time.perf_counter()
-    await asyncio.gather(*(sender(client) for client in clients))
-    return Result(len(requests), time.perf_counter() - started, latencies, statuses)
-
-
-async def measure(
-    server: Server, senders: Senders, channel: str, concurrency: int, requests: int, one_client: bool
-) -> Result:
-    """Warm the connections up, then post `requests` requests, `concurrency` at a time."""
-    make = senders.telegram if channel == "telegram" else senders.sms
-    async with contextlib.AsyncExitStack() as stack:
-        if one_client:
-            limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-            client = httpx.AsyncClient(base_url=server.url, limits=limits, timeout=60)
-            clients = [await stack.enter_async_context(client)] * concurrency
+    async def send(request: Post, at: float) -> None:
+        if idle:
+            reader, writer = idle.pop()
         else:
-            limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-            clients = [
-                await stack.enter_async_context(
-                    httpx.AsyncClient(base_url=server.url, limits=limits, timeout=60)
-                )
-                for _ in range(concurrency)
-            ]
-        await post_all(clients, make(max(20, concurrency)))  # warm: connections, first calls
-        cpu = server.cpu_seconds()
-        result = await post_all(clients, make(requests))
-        result.server_cpu = server.cpu_seconds() - cpu
-        return result
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            opened.append(writer)
+        writer.write(raw_request(request, server.port))
+        status = (await reader.readline()).split(b" ", 2)[1].decode()
+        length = 0
+        while (header := await reader.readline()) not in (b"\r\n", b""):
+            name, _, value = header.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        await reader.readexactly(length)
+        latencies.append(loop.time() - at)
+        statuses[status] += 1
+        idle.append((reader, writer))
+
+    cpu = server.cpu_seconds()
+    start = loop.time() + 0.1
+    tasks = []
+    for n, request in enumerate(requests):
+        at = start + n / rate
+        if (wait := at - loop.time()) > 0:
+            await asyncio.sleep(wait)
+        tasks.append(asyncio.create_task(send(request, at)))
+    await asyncio.gather(*tasks)
+    seconds = loop.time() - start
+    used = server.cpu_seconds() - cpu
+    for writer in opened:
+        writer.close()
+    failed = sum(n for status, n in statuses.items() if not status.startswith(("2", "3")))
+    return Result(
+        requests=len(requests),
+        seconds=seconds,
+        p50_ms=statistics.median(latencies) * 1000,
+        p99_ms=percentile(latencies, 0.99) * 1000,
+        failed=failed,
+        server_cpu=used,
+    )
 
 
 # --- the run ------------------------------------------------------------------------------------------------
 
 HEADER = (
-    f"{'channel':<9} {'conc':>4}  {'server':<14} {'requests':>8} {'seconds':>8} {'req/s':>8} "
-    f"{'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>7} {'cpu ms/req':>10}"
+    f"{'channel':<9} {'conns':>5}  {'server':<14} {'requests':>8} {'req/s':>7} {'p50 ms':>8} "
+    f"{'p99 ms':>8} {'failed':>6} {'cpu ms/req':>10} {'cpu / baseline':>14}"
 )
 
 
-def line(channel: str, concurrency: int, name: str, result: Result, bare: Result | None) -> str:
+def line(channel: str, connections: int, name: str, result: Result, bare: Result | None) -> str:
+    ratio = f"{result.cpu_ms / bare.cpu_ms:13.1f}x" if bare is not None and bare.cpu_ms else f"{'':>14}"
     figures = (
-        f"{channel:<9} {concurrency:>4}  {name:<14} {result.requests:>8} {result.seconds:>8.2f} "
-        f"{result.rate:>8.0f} {result.p50_ms:>8.2f} {result.p99_ms:>8.2f} {result.not_2xx:>7} "
-        f"{result.server_cpu * 1000 / result.requests:>10.2f}"
+        f"{channel:<9} {connections:>5}  {name:<14} {result.requests:>8} {result.rate:>7.0f} "
+        f"{result.p50_ms:>8.2f} {result.p99_ms:>8.2f} {result.failed:>6} {result.cpu_ms:>10.3f} {ratio}"
     )
-    if bare is not None:
-        slower, later = bare.rate / result.rate, result.p50_ms / bare.p50_ms
-        costlier = result.server_cpu / bare.server_cpu if bare.server_cpu else float("nan")
-        figures += f"   vs bare: req/s {slower:5.1f}x fewer, p50 {later:5.1f}x, cpu {costlier:4.0f}x"
-    odd = {s: n for s, n in result.statuses.items() if not s.startswith("2")}
-    if odd:
-        figures += f"   answers: {dict(sorted(odd.items()))}"
+    if result.wrapped:
+        figures += "   (ran past its requests: some were duplicates; raise --pool)"
     return figures
 
 
@@ -313,78 +450,119 @@ def line(channel: str, concurrency: int, name: str, result: Result, bare: Result
 class Run:
     """What every server is measured with."""
 
-    cases: list[tuple[str, int, int]]  # channel, concurrency, requests
-    senders: Senders
-    one_client: bool
+    args: argparse.Namespace
+    folder: Path
+    senders: Senders = field(default_factory=Senders)
     bare: dict[tuple[str, int], Result] = field(default_factory=dict)
+    summary: list[str] = field(default_factory=list)
 
-    async def measure(self, name: str, server: Server) -> dict[tuple[str, int], Result]:
-        results: dict[tuple[str, int], Result] = {}
+    async def measure(self, name: str, server: Server, *, baseline: bool = False) -> None:
+        args = self.args
         try:
             await server.ready()
-            for channel, concurrency, requests in self.cases:
-                result = await measure(server, self.senders, channel, concurrency, requests, self.one_client)
-                results[channel, concurrency] = result
-                print(
-                    line(channel, concurrency, name, result, self.bare.get((channel, concurrency))),
-                    flush=True,
-                )
+            for channel in args.channels:
+                results: dict[int, Result] = {}
+                for connections in args.connections:
+                    pool = 20_000 if baseline else args.pool
+                    await run_wrk(
+                        server,
+                        channel,
+                        connections,
+                        WARM_SECONDS,
+                        self.senders.make(channel, 2000),
+                        self.folder,
+                    )
+                    requests = self.senders.make(channel, pool)
+                    result = await run_wrk(server, channel, connections, args.seconds, requests, self.folder)
+                    results[connections] = result
+                    bare = None if baseline else self.bare.get((channel, connections))
+                    print(line(channel, connections, name, result, bare), flush=True)
+                    if baseline:
+                        self.bare[channel, connections] = result
+                if not baseline and args.rate_share > 0:
+                    await self.fixed(name, server, channel, results)
         finally:
             server.stop()
         said = server.warnings()
         if said:
-            print(f"{'':<15}the {name} server logged {len(said)} lines; the first: {said[0][:200]}")
-        return results
+            errors = Counter(ln[:80] for ln in said if ERROR_LINE.match(ln))
+            print(f"{'':<17}the {name} server logged {len(said)} lines; exceptions: {dict(errors)}")
+
+    async def fixed(self, name: str, server: Server, channel: str, results: dict[int, Result]) -> None:
+        capacity = max(result.rate for result in results.values())
+        rate = capacity * self.args.rate_share
+        count = max(50, round(rate * self.args.rate_seconds))
+        result = await fixed_rate(server, self.senders.make(channel, count), rate)
+        single = results.get(1)
+        versus = f", p99 = {result.p99_ms / single.p50_ms:.1f}x p50 at 1 sender" if single else ""
+        said = (
+            f"{channel:<9} fixed  {name:<14} {rate:.0f}/s ({self.args.rate_share:.0%} of "
+            f"{capacity:.0f}/s) for {result.seconds:.1f} s: p50 {result.p50_ms:.2f} ms, "
+            f"p99 {result.p99_ms:.2f} ms{versus}; "
+            f"{result.failed} failed, cpu {result.cpu_ms:.3f} ms/req"
+        )
+        print(said, flush=True)
+        bare = [self.bare.get((channel, c)) for c in self.args.connections]
+        ratios = [
+            f"{r.cpu_ms / b.cpu_ms:.1f}x@{c}"
+            for c, r, b in zip(self.args.connections, results.values(), bare, strict=True)
+            if b is not None and b.cpu_ms
+        ]
+        self.summary.append(
+            f"{channel:<9} {name:<14} cpu/baseline {' '.join(ratios)}; " + said.split(": ", 1)[1]
+        )
 
 
 async def main(args: argparse.Namespace) -> None:
-    cases = [
-        (channel, concurrency, args.serial_requests if concurrency == 1 else args.requests)
-        for channel in CHANNELS
-        for concurrency in args.concurrency
-    ]
-    client = "one httpx client" if args.one_client else "one httpx client of one connection per sender"
     print(
         "Inbound webhooks on uvicorn (127.0.0.1, 1 worker, its default loop and HTTP parser, log level "
-        f"warning, no access log), each server in a process of its own; {client}.\n"
-        "cpu ms/req: the server process's CPU per request. Ratios: bare endpoint / webhook (req/s), "
-        "webhook / bare endpoint (p50 and CPU per request)."
+        "warning, no access log), each server in a process of its own; load from wrk, "
+        f"{args.seconds} s a case after {WARM_SECONDS} s of warm-up, every request a new message.\n"
+        "baseline: a bare FastAPI endpoint that reads the form (JSON for Telegram) and answers empty TwiML "
+        "(ok). cpu ms/req: the server process's CPU per request; cpu / baseline: that, over the baseline's "
+        "at the same connections.\nAbsolute figures vary by machine; compare the ratios."
     )
     print(HEADER)
-    run = Run(cases, Senders(), args.one_client)
     with tempfile.TemporaryDirectory() as name:
-        folder = Path(name)
-        run.bare = await run.measure("bare endpoint", Server("bare", folder))
-        url = await sqlite_database(folder)
-        await run.measure("SQLite", Server("hamroh", folder, app_settings(url, folder)))
+        run = Run(args, Path(name))
+        await run.measure("baseline", Server("bare", run.folder), baseline=True)
         if args.postgres:
             async with postgres_database(args.postgres) as url:
-                await run.measure("PostgreSQL", Server("hamroh", folder, app_settings(url, folder)))
+                await run.measure("PostgreSQL", Server("hamroh", run.folder, app_settings(url, run.folder)))
         else:
             print(NO_POSTGRES)
+        if args.sqlite:
+            url = await sqlite_database(run.folder)
+            await run.measure("SQLite", Server("hamroh", run.folder, app_settings(url, run.folder)))
+    print("\nSummary (goals: cpu/baseline at most 10x; p99 at a fixed 70% rate at most 5x p50 at 1 sender):")
+    for said in run.summary:
+        print(said)
 
 
 def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--requests", type=int, default=1000, help="requests per case (default 1000)")
+    parser.add_argument("--seconds", type=int, default=8, help="seconds of load per case (default 8)")
+    parser.add_argument("--connections", type=int, nargs="+", default=[1, 50, 100])
+    parser.add_argument("--channels", nargs="+", choices=CHANNELS, default=list(CHANNELS))
     parser.add_argument(
-        "--serial-requests", type=int, default=300, help="requests per case with 1 sender (default 300)"
+        "--pool", type=int, default=12_000, help="distinct webhook requests per case (default 12000)"
     )
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 10, 100])
     parser.add_argument("--postgres", default=postgres_default(), help="a PostgreSQL server URL")
+    parser.add_argument("--no-sqlite", dest="sqlite", action="store_false", help="measure PostgreSQL only")
     parser.add_argument(
-        "--one-client",
-        action="store_true",
-        help="all senders share one httpx client (its pool costs the client ~4 ms a request at 100)",
+        "--rate-share", type=float, default=0.7, help="fixed arrival rate, share of capacity (0: skip)"
     )
+    parser.add_argument("--rate-seconds", type=float, default=10.0, help="length of the fixed-rate run")
     parser.add_argument("--serve", choices=("bare", "hamroh"), help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--settings", default="{}", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if min(args.concurrency) < 1 or args.requests < 1 or args.serial_requests < 1:
-        parser.error("concurrency and request counts must be at least 1")
+    if min(args.connections) < 1 or args.seconds < 1 or args.pool < 1:
+        parser.error("connections, seconds and --pool must be at least 1")
+    if not args.serve and shutil.which("wrk") is None:
+        parser.exit(2, NO_WRK + "\n")
     return args
 
 
