@@ -15,7 +15,8 @@ from api.templating import static_files
 from bot.cases.listen import Listener
 from bot.config import Settings
 from bot.conversation.flows import FlowSet
-from bot.runtime import build, load_content, run_case_jobs, run_dispatcher
+from bot.leader import serve_background
+from bot.runtime import build, load_content
 from bot.service import Hamroh
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,9 @@ def create_app(
     """The app for these settings. Content loads now, so a broken flow file stops start-up here.
 
     With `dispatch`, the app's lifespan also runs the dispatcher (what `hamroh serve` does by default);
-    with `case_jobs`, the case alerts, timeouts and purge (`hamroh serve` always runs them).
+    with `case_jobs`, the jobs loop: case alerts, timeouts and purge, retention, reminders, the announcement
+    schedule (`hamroh serve` always runs them). Both run in one process at a time across every process and
+    worker on the database (bot.leader).
     """
     service = hamroh if hamroh is not None else build(settings, flows or load_content(settings))
     listener = Listener(service.engine)  # the console's live feed: one per process
@@ -42,18 +45,17 @@ def create_app(
         stop = asyncio.Event()
         listener.start()
         console.end_streams_at_exit(listener)
-        sending = None
-        if dispatch:  # `hamroh serve` sends too, unless a separate `hamroh dispatch` does
-            sending = asyncio.create_task(run_dispatcher(settings, service, stop))
-            sending.add_done_callback(_say_if_it_died)
-        jobs = asyncio.create_task(run_case_jobs(settings, service, stop)) if case_jobs else None
+        background = None
+        if dispatch or case_jobs:  # in whichever process leads, one across every worker on the database
+            background = asyncio.create_task(
+                serve_background(settings, service, stop, dispatch=dispatch, case_jobs=case_jobs)
+            )
+            background.add_done_callback(_say_if_it_died)
         yield
         stop.set()
         await listener.stop()
-        if sending is not None:
-            await sending
-        if jobs is not None:
-            await jobs
+        if background is not None:
+            await background
         if hamroh is None:
             await service.engine.dispose()
 
@@ -78,8 +80,9 @@ def create_app(
 
 
 def _say_if_it_died(task: asyncio.Task[None]) -> None:
-    """The in-process dispatcher should only end at shutdown; if it dies, say so loudly."""
+    """The dispatcher and the jobs should only end at shutdown; if they die, say so loudly."""
     if not task.cancelled() and task.exception() is not None:
         log.error(
-            "the dispatcher stopped: nothing will be sent until Hamroh restarts", exc_info=task.exception()
+            "the dispatcher and the jobs stopped: nothing will be sent until Hamroh restarts",
+            exc_info=task.exception(),
         )

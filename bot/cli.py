@@ -119,6 +119,9 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="serve the web app (webhooks, simulator, health)")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
+    serve.add_argument(
+        "--workers", type=_at_least_one, default=1, help="worker processes (PostgreSQL only; default 1)"
+    )
     serve.set_defaults(run=_serve)  # refuses what `check --deploy` calls errors, facts too
 
     chat = commands.add_parser("chat", help="talk to the bot in the terminal, as SMS or Telegram renders it")
@@ -182,14 +185,28 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _serve(settings: Settings, args: argparse.Namespace) -> int:
-    import uvicorn
+def _at_least_one(text: str) -> int:
+    number = int(text)
+    if number < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return number
 
+
+def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    from api import workers
     from api.app import create_app
     from bot.readiness.cli import before_serving
     from bot.runtime import channels_said, load_content
+    from bot.store.db import async_url
     from bot.store.migrate import behind
 
+    if args.workers > 1 and async_url(settings.database_url).get_backend_name() == "sqlite":
+        print(
+            f"hamroh: --workers {args.workers} needs PostgreSQL: SQLite has a single writer and its file is "
+            "for one process (serve with one worker, or set HAMROH_DATABASE_URL to PostgreSQL)",
+            file=sys.stderr,
+        )
+        return 2
     flows = load_content(settings)  # a broken flow file stops here, before anything listens
     if not before_serving(settings, flows):  # production refuses what `hamroh check --deploy` calls errors
         return 1
@@ -198,31 +215,14 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     if asyncio.run(behind(settings.database_url)):
         print("hamroh: the database is not up to date: run `hamroh db upgrade` first", file=sys.stderr)
         return 1
-    app = create_app(settings, flows=flows, dispatch=settings.dispatch_in_process, case_jobs=True)
     log.info("channels on: %s", channels_said(settings))
     said = f"{settings.env}; simulator {'on' if settings.simulator_on else 'off'}"
-
-    class Server(uvicorn.Server):
-        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-            await super().startup(sockets)
-            if self.started:  # only now does a connection succeed: whoever waits for the line may call
-                host, port = self.servers[0].sockets[0].getsockname()[:2]
-                log.info("serving on http://%s:%s (%s)", host, port, said)
-
+    host = args.host or settings.host
     port = settings.port if args.port is None else args.port  # 0: any free port, said once bound
-    Server(
-        uvicorn.Config(
-            app,
-            host=args.host or settings.host,
-            port=port,
-            log_config=None,
-            access_log=False,
-            # At a stop, a request still running after a few seconds is cut (event streams end at once by
-            # themselves), so the dispatcher stops in order before a container's stop timeout kills it.
-            timeout_graceful_shutdown=5,
-        )
-    ).run()
-    return 0
+    if args.workers > 1:  # each worker builds its own app; the dispatcher and the jobs run in one of them
+        return workers.serve_workers(host, port, args.workers, said)
+    app = create_app(settings, flows=flows, dispatch=settings.dispatch_in_process, case_jobs=True)
+    return workers.serve(app, host, port, said)
 
 
 def _chat(settings: Settings, args: argparse.Namespace) -> int:

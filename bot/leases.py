@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 DEFAULT_HOLD = 10.0  # seconds: how long a frozen sender can keep the others waiting
 TRUSTED_SHARE = 0.75  # of the hold, counted from the last renewal: the holder stops before the server does
 CLOSE_TIMEOUT = 2.0  # seconds for closing a lock's connection politely, after that it is just dropped
+LOCK_NOT_AVAILABLE = "55P03"  # SQLSTATE of a lock wait that reached lock_timeout
 
 
 class Hold(enum.Enum):
@@ -96,6 +97,7 @@ class AdvisoryLock:
     _held: bool = field(default=False, init=False)
     _trusted_until: float = field(default=0.0, init=False)
     _keeper: asyncio.Task[None] | None = field(default=None, init=False)
+    _waits_ms: str | None = field(default=None, init=False)  # the lock_timeout set on this connection
 
     @property
     def _renew_every(self) -> float:
@@ -104,7 +106,9 @@ class AdvisoryLock:
     def holds(self) -> bool:
         return self._held and self.clock() < self._trusted_until
 
-    async def acquire(self) -> Hold:
+    async def acquire(self, wait: float = 0.0) -> Hold:
+        """Try to become the holder, or stay it. With `wait` seconds, wait that long inside the database for
+        the holder to let go: one statement, which ends the moment the holder's session does."""
         if self._keeper is not None:
             if not self._keeper.done():
                 # A late renewal makes this NONE for a moment; the session (and the lock) may still be ours.
@@ -114,13 +118,19 @@ class AdvisoryLock:
             if self._connection is None:
                 self._connection = await self._connect()
             started = self.clock()
-            result = await asyncio.wait_for(
-                self._connection.execute(
-                    sa.text("SELECT pg_try_advisory_lock(:key)"), {"key": lock_key(self.name)}
-                ),
-                self._renew_every,
-            )
-            taken = bool(result.scalar())
+            if wait > 0:
+                taken = await self._wait(self._connection, wait)
+                # The lease counts from when the lock came, not from when it was asked: later than the
+                # server's count by one trip, well within the quarter of the hold the holder keeps in hand.
+                started = self.clock()
+            else:
+                result = await asyncio.wait_for(
+                    self._connection.execute(
+                        sa.text("SELECT pg_try_advisory_lock(:key)"), {"key": lock_key(self.name)}
+                    ),
+                    self._renew_every,
+                )
+                taken = bool(result.scalar())
         except BaseException:
             await self._drop()
             raise
@@ -157,6 +167,31 @@ class AdvisoryLock:
             raise
         return connection
 
+    async def _wait(self, connection: AsyncConnection, wait: float) -> bool:
+        """Wait up to `wait` seconds for the lock in `pg_advisory_lock`; whether it came."""
+        milliseconds = str(max(1, round(wait * 1000)))
+        if self._waits_ms != milliseconds:
+            # The server checks the socket while the statement waits: a waiter that dies leaves no backend
+            # behind to take the lock for nobody.
+            await connection.execute(
+                sa.text(
+                    "SELECT set_config('lock_timeout', :ms, false), "
+                    "set_config('client_connection_check_interval', '1000', false)"
+                ),
+                {"ms": milliseconds},
+            )
+            self._waits_ms = milliseconds
+        try:
+            await asyncio.wait_for(  # the client's own bound, for a server that went silent
+                connection.execute(sa.text("SELECT pg_advisory_lock(:key)"), {"key": lock_key(self.name)}),
+                wait + self._renew_every,
+            )
+        except sa.exc.DBAPIError as exc:
+            if getattr(exc.orig, "sqlstate", None) == LOCK_NOT_AVAILABLE:
+                return False
+            raise
+        return True
+
     async def _keep(self, connection: AsyncConnection) -> None:
         """Renew the lease until the session fails to answer in time; then it is lost."""
         while True:
@@ -185,6 +220,7 @@ class AdvisoryLock:
         await self._stop_keeper()
         self._held = False
         connection, self._connection = self._connection, None
+        self._waits_ms = None
         if connection is not None:
             await _discard(connection)
 

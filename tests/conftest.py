@@ -220,13 +220,15 @@ SERVING_ON = re.compile(r"serving on (http://\S+)")
 
 
 @contextmanager
-def serving_process(tmp_path: Path, **env: str) -> Iterator[tuple[subprocess.Popen[str], queue.Queue[str]]]:
-    """`hamroh serve --port 0` in a process of its own; its output lines arrive on the queue."""
+def serving_process(
+    tmp_path: Path, *args: str, **env: str
+) -> Iterator[tuple[subprocess.Popen[str], queue.Queue[str]]]:
+    """`hamroh serve --port 0 ARGS` in a process of its own; its output lines arrive on the queue."""
     environment = {k: v for k, v in os.environ.items() if not k.startswith("HAMROH_")}
     environment |= {"HAMROH_VAR_DIR": str(tmp_path), **env}
     lines: queue.Queue[str] = queue.Queue()
     with subprocess.Popen(
-        [sys.executable, "-m", "bot.cli", "serve", "--port", "0"],
+        [sys.executable, "-m", "bot.cli", "serve", "--port", "0", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
