@@ -1,0 +1,273 @@
+"""`hamroh serve --workers N` on PostgreSQL: webhooks under load with 1 and N workers, and what serve costs
+at rest.
+
+    .venv/bin/python bench/workers.py [--workers 1 2] [--seconds 8] [--connections 50 100]
+                                      [--channels sms telegram] [--idle 30] [--postgres URL]
+
+Load: the real command, `hamroh serve --workers N` (a database of its own each time, the dispatcher off as
+in bench/webhooks.py, the jobs on as serve always runs them), driven by wrk with bench/webhooks.py's signed
+requests (every request a new message). Printed per case: req/s, p50/p99, answers other than 2xx/3xx, and
+the CPU per request of the whole of serve (the parent and every worker, from /proc), then the ratios of N
+workers to one: req/s (goal with 2 workers on 2 cores: at least 1.6) and CPU per request (goal: within
+10%). PostgreSQL, wrk and this script share the cores with serve.
+
+At rest (--idle SECONDS, 0 to skip): serve with the dispatcher on (Telegram configured, a fake Bot API in
+this process, nothing to send) and the jobs every 30 s, left alone for SECONDS once it has settled. Printed
+for 1 worker and for N: each worker's CPU (the leader's and the others'), and the transactions a second the
+database counted for serve's database (pg_stat_database commits and rollbacks: a statement outside a
+transaction counts one; PostgreSQL flushes these counts at most once a second per session, so a short
+window is rough). What N workers cost beyond one is what the workers that do not lead cost.
+
+Absolute figures vary by machine and by what else runs on it; the ratios are what to compare.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import asyncpg
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import NO_POSTGRES, ROOT, free_port, hamroh_env, postgres_database, postgres_default
+from bench.webhooks import (
+    CHANNELS,
+    NO_WRK,
+    STARTUP_SECONDS,
+    WARM_SECONDS,
+    Result,
+    Senders,
+    Server,
+    app_settings,
+    run_wrk,
+)
+from tests.fakes.telegram_api import FakeTelegram
+
+LEADING = re.compile(r"leading \(pid (\d+)\)")
+SETTLE_SECONDS = 5.0
+
+
+def environment(settings: dict[str, object], **more: object) -> dict[str, str]:
+    """Settings as the HAMROH_ variables serve reads."""
+    values = {**settings, **more}
+    return hamroh_env() | {
+        f"HAMROH_{name.upper()}": str(value).lower() if isinstance(value, bool) else str(value)
+        for name, value in values.items()
+    }
+
+
+class Serve(Server):
+    """`hamroh serve --workers N` in a process of its own; its output goes to a log file."""
+
+    def __init__(self, workers: int, folder: Path, env: dict[str, str]) -> None:
+        self.workers = workers
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = folder / f"serve-{self.port}.log"
+        command = [
+            sys.executable,
+            "-m",
+            "bot.cli",
+            "serve",
+            "--port",
+            str(self.port),
+            "--workers",
+            str(workers),
+        ]
+        with self.log.open("wb") as log:
+            self.process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+    async def ready(self) -> None:
+        """Once every worker has answered (each on a connection of its own)."""
+        await super().ready()
+        deadline = time.monotonic() + STARTUP_SECONDS
+        answered: set[str] = set()
+        while len(answered) < self.workers and time.monotonic() < deadline:
+            async with httpx.AsyncClient(base_url=self.url, timeout=5) as client:
+                answer = await client.get("/healthz")
+            answered.add(answer.headers.get("x-hamroh-worker", "one"))
+            await asyncio.sleep(0.05)
+        if len(answered) < self.workers:
+            raise RuntimeError(f"only {len(answered)} of {self.workers} workers answered")
+
+    def pids(self) -> list[int]:
+        """serve and the worker processes it started (not multiprocessing's resource tracker)."""
+        found = [self.process.pid]
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                command = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if int(stat[1]) == self.process.pid and b"resource_tracker" not in command:
+                found.append(int(entry.name))
+        return found
+
+    def cpu_seconds(self) -> float:
+        """CPU of serve and all its workers so far."""
+        return sum(process_cpu(pid) for pid in self.pids())
+
+    def leader(self) -> int | None:
+        said = LEADING.findall(self.log.read_text(errors="replace"))
+        return int(said[-1]) if said else None
+
+
+def process_cpu(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# --- under load -----------------------------------------------------------------------------------------
+
+
+async def under_load(args: argparse.Namespace, folder: Path) -> None:
+    print(
+        f"\nUnder load: `hamroh serve --workers N` (dispatcher off, jobs on), wrk for {args.seconds} s a "
+        f"case after {WARM_SECONDS} s of warm-up. cpu ms/req: the CPU per request of serve and all its "
+        "workers; ratios: to the first --workers; split: the CPU of serve's parent, then of each worker."
+    )
+    print(
+        f"{'channel':<9} {'conns':>5} {'workers':>7} {'req/s':>7} {'p50 ms':>8} {'p99 ms':>8} {'failed':>6} "
+        f"{'cpu ms/req':>10} {'req/s ratio':>11} {'cpu ratio':>9}  split"
+    )
+    senders = Senders()
+    results: dict[tuple[str, int, int], Result] = {}
+    for workers in args.workers:
+        async with postgres_database(args.postgres) as url:
+            serve = Serve(workers, folder, environment(app_settings(url, folder)))
+            try:
+                await serve.ready()
+                for channel in args.channels:
+                    for connections in args.connections:
+                        warm = senders.make(channel, 2000)
+                        await run_wrk(serve, channel, connections, WARM_SECONDS, warm, folder)
+                        requests = senders.make(channel, args.pool)
+                        before = {pid: process_cpu(pid) for pid in serve.pids()}
+                        result = await run_wrk(serve, channel, connections, args.seconds, requests, folder)
+                        results[channel, connections, workers] = result
+                        one = results.get((channel, connections, args.workers[0]))
+                        ratios = (
+                            f"{result.rate / one.rate:>11.2f} {result.cpu_ms / one.cpu_ms:>9.2f}"
+                            if one is not None and one is not result and one.cpu_ms
+                            else f"{'':>11} {'':>9}"
+                        )
+                        wrapped = "  (ran past its requests: raise --pool)" if result.wrapped else ""
+                        figures = (
+                            f"{channel:<9} {connections:>5} {workers:>7} {result.rate:>7.0f} "
+                            f"{result.p50_ms:>8.2f} {result.p99_ms:>8.2f} {result.failed:>6} "
+                            f"{result.cpu_ms:>10.3f} {ratios}  {split(before)}{wrapped}"
+                        )
+                        print(figures, flush=True)
+            finally:
+                serve.stop()
+
+
+def split(before: dict[int, float]) -> str:
+    """How the CPU spent since `before` was shared among the processes (the parent's share first)."""
+    used = [process_cpu(pid) - cpu for pid, cpu in before.items()]
+    total = sum(used) or 1.0
+    return "/".join(f"{100 * share / total:.0f}" for share in used) + "%"
+
+
+# --- at rest --------------------------------------------------------------------------------------------
+
+
+async def transactions(url: str) -> int:
+    connection = await asyncpg.connect(url)
+    try:
+        value = await connection.fetchval(
+            "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database()"
+        )
+    finally:
+        await connection.close()
+    return int(value)
+
+
+async def at_rest(args: argparse.Namespace, folder: Path) -> None:
+    print(
+        "\nAt rest: `hamroh serve --workers N` with the dispatcher on (Telegram, nothing to send) and the "
+        f"jobs every 30 s, left alone {args.idle:.0f} s after it settled.\n"
+        "transactions/s: what serve's database counted (each statement outside a transaction counts one)."
+    )
+    with FakeTelegram() as telegram:
+        for workers in args.workers:
+            async with postgres_database(args.postgres) as url:
+                settings = app_settings(url, folder) | {
+                    "dispatch_in_process": True,
+                    "telegram_api_url": telegram.api_url,
+                    "log_level": "INFO",
+                }
+                serve = Serve(workers, folder, environment(settings))
+                try:
+                    await serve.ready()
+                    await asyncio.sleep(SETTLE_SECONDS)
+                    pids = serve.pids()
+                    cpu = {pid: process_cpu(pid) for pid in pids}
+                    counted = await transactions(url)
+                    await asyncio.sleep(args.idle)
+                    counted = await transactions(url) - counted - 1  # our own first look counts one
+                    used = {pid: process_cpu(pid) - cpu[pid] for pid in pids}
+                    leader = serve.leader()
+                finally:
+                    serve.stop()
+                names = {serve.process.pid: "serve (parent)"}
+                for pid in pids[1:]:
+                    names[pid] = "leader" if pid == leader else "waiting worker"
+                said = ", ".join(f"{names[pid]} {used[pid] * 1000 / args.idle:.1f} ms/s" for pid in pids)
+                plural = "s" if workers > 1 else ""
+                print(
+                    f"{workers} worker{plural}: {counted / args.idle:.2f} transactions/s; CPU: {said}",
+                    flush=True,
+                )
+
+
+async def main(args: argparse.Namespace) -> None:
+    if not args.postgres:
+        print(NO_POSTGRES)
+        return
+    print("`hamroh serve --workers N` on PostgreSQL. Absolute figures vary by machine; compare the ratios.")
+    with tempfile.TemporaryDirectory() as name:
+        folder = Path(name)
+        if args.seconds > 0:
+            await under_load(args, folder)
+        if args.idle > 0:
+            await at_rest(args, folder)
+
+
+def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="the first is the baseline")
+    parser.add_argument("--seconds", type=int, default=8, help="seconds of load per case (0: no load)")
+    parser.add_argument("--connections", type=int, nargs="+", default=[50, 100])
+    parser.add_argument("--channels", nargs="+", choices=CHANNELS, default=["sms"])
+    parser.add_argument("--pool", type=int, default=12_000, help="distinct requests per case (default 12000)")
+    parser.add_argument("--idle", type=float, default=30.0, help="seconds at rest (0: skip)")
+    parser.add_argument("--postgres", default=postgres_default(), help="a PostgreSQL server URL")
+    args = parser.parse_args(argv)
+    if min(args.workers) < 1 or min(args.connections) < 1:
+        parser.error("workers and connections must be at least 1")
+    if args.seconds > 0 and shutil.which("wrk") is None:
+        parser.exit(2, NO_WRK + "\n")
+    return args
+
+
+if __name__ == "__main__":
+    asyncio.run(main(parse()))
