@@ -46,6 +46,7 @@ from bench.webhooks import (
     NO_WRK,
     STARTUP_SECONDS,
     WARM_SECONDS,
+    Post,
     Result,
     Senders,
     Server,
@@ -140,11 +141,14 @@ async def under_load(args: argparse.Namespace, folder: Path) -> None:
     print(
         f"\nUnder load: `hamroh serve --workers N` (dispatcher off, jobs on), wrk for {args.seconds} s a "
         f"case after {WARM_SECONDS} s of warm-up. cpu ms/req: the CPU per request of serve and all its "
-        "workers; ratios: to the first --workers; split: the CPU of serve's parent, then of each worker."
+        "workers; ratios: to the first --workers; pg ms/req: the CPU per request of the PostgreSQL sessions\n"
+        "of serve's database; idle: the share of the machine's CPU left unused; split: the CPU of serve's "
+        "parent, then of each worker. With all cores busy, N workers can reach at most\n"
+        "N x serve / (serve + pg + wrk) per request times one worker's rate."
     )
     print(
         f"{'channel':<9} {'conns':>5} {'workers':>7} {'req/s':>7} {'p50 ms':>8} {'p99 ms':>8} {'failed':>6} "
-        f"{'cpu ms/req':>10} {'req/s ratio':>11} {'cpu ratio':>9}  split"
+        f"{'cpu ms/req':>10} {'req/s ratio':>11} {'cpu ratio':>9} {'pg ms/req':>8} {'idle':>7}  split"
     )
     senders = Senders()
     results: dict[tuple[str, int, int], Result] = {}
@@ -158,24 +162,65 @@ async def under_load(args: argparse.Namespace, folder: Path) -> None:
                         warm = senders.make(channel, 2000)
                         await run_wrk(serve, channel, connections, WARM_SECONDS, warm, folder)
                         requests = senders.make(channel, args.pool)
-                        before = {pid: process_cpu(pid) for pid in serve.pids()}
-                        result = await run_wrk(serve, channel, connections, args.seconds, requests, folder)
-                        results[channel, connections, workers] = result
-                        one = results.get((channel, connections, args.workers[0]))
-                        ratios = (
-                            f"{result.rate / one.rate:>11.2f} {result.cpu_ms / one.cpu_ms:>9.2f}"
-                            if one is not None and one is not result and one.cpu_ms
-                            else f"{'':>11} {'':>9}"
-                        )
-                        wrapped = "  (ran past its requests: raise --pool)" if result.wrapped else ""
-                        figures = (
-                            f"{channel:<9} {connections:>5} {workers:>7} {result.rate:>7.0f} "
-                            f"{result.p50_ms:>8.2f} {result.p99_ms:>8.2f} {result.failed:>6} "
-                            f"{result.cpu_ms:>10.3f} {ratios}  {split(before)}{wrapped}"
-                        )
-                        print(figures, flush=True)
+                        case = (channel, connections, workers)
+                        results[case] = await measured(serve, case, requests, args, folder, url, results)
             finally:
                 serve.stop()
+
+
+async def measured(
+    serve: Serve,
+    case: tuple[str, int, int],
+    requests: list[Post],
+    args: argparse.Namespace,
+    folder: Path,
+    url: str,
+    results: dict[tuple[str, int, int], Result],
+) -> Result:
+    """One case under wrk, printed with its ratios to the same case with the first --workers."""
+    channel, connections, workers = case
+    before = {pid: process_cpu(pid) for pid in serve.pids()}
+    database, machine = database_cpu(url), machine_cpu()
+    result = await run_wrk(serve, channel, connections, args.seconds, requests, folder)
+    database_ms = (database_cpu(url) - database) * 1000 / max(1, result.requests)
+    busy, idle = (now - then for now, then in zip(machine_cpu(), machine, strict=True))
+    one = results.get((channel, connections, args.workers[0]))
+    ratios = (
+        f"{result.rate / one.rate:>11.2f} {result.cpu_ms / one.cpu_ms:>9.2f}"
+        if one is not None and one.cpu_ms
+        else f"{'':>11} {'':>9}"
+    )
+    wrapped = "  (ran past its requests: raise --pool)" if result.wrapped else ""
+    print(
+        f"{channel:<9} {connections:>5} {workers:>7} {result.rate:>7.0f} {result.p50_ms:>8.2f} "
+        f"{result.p99_ms:>8.2f} {result.failed:>6} {result.cpu_ms:>10.3f} {ratios} {database_ms:>8.3f} "
+        f"{100 * idle / max(1, busy + idle):>6.0f}%  {split(before)}{wrapped}",
+        flush=True,
+    )
+    return result
+
+
+def database_cpu(url: str) -> float:
+    """CPU seconds so far of the PostgreSQL sessions connected to the database at `url` (their process
+    titles name it; readable when PostgreSQL runs on this machine and we may read its /proc)."""
+    name = f" {url.rsplit('/', 1)[1]} ".encode()
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                title = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if title.startswith(b"postgres: ") and name in title:
+                total += process_cpu(int(entry.name))
+    return total
+
+
+def machine_cpu() -> tuple[int, int]:
+    """The machine's busy and idle time so far, in clock ticks (/proc/stat)."""
+    ticks = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = ticks[3] + ticks[4]  # idle and iowait
+    return sum(ticks) - idle, idle
 
 
 def split(before: dict[int, float]) -> str:

@@ -4,6 +4,7 @@ elected in the database (bot.leader), which another takes over from when it dies
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import queue
 import re
@@ -92,18 +93,24 @@ async def leader_locks(url: str) -> list[bool]:
 
 @pytest.mark.postgres
 async def test_one_leads_the_other_waits_in_the_database_and_takes_over_when_it_stops(
-    postgres_url: str,
+    postgres_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     said: list[str] = []
     stops = {name: asyncio.Event() for name in ("a", "b")}
+    # The one that waits gives up every 0.2 s and asks again (serve waits 30 s at a time).
     runs = {
-        name: asyncio.create_task(lead(postgres_url, Term(name, said), stops[name], hold=5)) for name in stops
+        name: asyncio.create_task(lead(postgres_url, Term(name, said), stops[name], hold=5, patience=0.2))
+        for name in stops
     }
     try:
         await until(lambda: said)
         assert await until_async(lambda: leader_locks(postgres_url), [False, True])
         [first] = [name for name in stops if said == [f"{name} leads"]]
         other = "b" if first == "a" else "a"
+        asked = await until_async_value(lambda: waiting_since(postgres_url))
+        await until_async_value(lambda: waiting_since(postgres_url), unless=asked)  # timed out, asks again
+        assert said == [f"{first} leads"]
+        assert not [record for record in caplog.records if record.levelno >= logging.WARNING]
 
         stops[first].set()
         await until(lambda: f"{other} leads" in said)
@@ -145,6 +152,28 @@ async def test_on_sqlite_the_one_process_leads_at_once(sqlite_url: str) -> None:
     stop.set()
     await run
     assert said == ["it leads", "it resigns"]
+
+
+async def waiting_since(url: str) -> datetime | None:
+    """When the statement waiting for the leader lock began (None if none waits)."""
+    connection = await asyncpg.connect(url)
+    try:
+        started: datetime | None = await connection.fetchval(
+            "SELECT query_start FROM pg_stat_activity WHERE datname = current_database()"
+            " AND wait_event_type = 'Lock' AND query LIKE '%pg_advisory_lock%'"
+        )
+    finally:
+        await connection.close()
+    return started
+
+
+async def until_async_value(read: Callable[[], Any], *, unless: object = None) -> Any:
+    """The first value of `read` that is neither None nor `unless`."""
+    deadline = time.monotonic() + WAIT_SECONDS
+    while (value := await read()) is None or value == unless:
+        assert time.monotonic() < deadline, "waited too long"
+        await asyncio.sleep(0.02)
+    return value
 
 
 async def until_async(read: Callable[[], Any], expected: object) -> bool:
