@@ -19,14 +19,21 @@ from bot.store.db import transaction
 T = TypeVar("T")
 
 
-def get_hamroh(request: Request) -> Hamroh:
+# Async, though they only read app state: FastAPI hands a plain `def` dependency to the thread pool, which
+# costs a webhook more CPU than reading the attribute.
+async def get_hamroh(request: Request) -> Hamroh:
     """The service built at start-up."""
-    return cast(Hamroh, request.app.state.hamroh)
+    return hamroh_of(request)
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     """The settings the app was created with."""
     return cast(Settings, request.app.state.settings)
+
+
+def hamroh_of(request: Request) -> Hamroh:
+    """The service built at start-up, outside dependency injection."""
+    return cast(Hamroh, request.app.state.hamroh)
 
 
 HamrohDep = Annotated[Hamroh, Depends(get_hamroh)]
@@ -52,7 +59,7 @@ async def get_db(request: Request) -> AsyncIterator[AsyncSession]:
     The login dependencies read through it when a route has it. A route holding it must not open another
     `transaction()` on the same engine: on SQLite the second would wait forever for the first one's lock.
     """
-    async with transaction(get_hamroh(request).engine) as db:
+    async with transaction(hamroh_of(request).engine) as db:
         request.state.db = db
         try:
             yield db
@@ -68,7 +75,7 @@ async def current_login(request: Request) -> Login:
 
     The layout of every staff page reads the login from `request.state.login`.
     """
-    hamroh = get_hamroh(request)
+    hamroh = hamroh_of(request)
     token = request.cookies.get(SESSION_COOKIE, "")
     login = await _in_unit_of_work(request, lambda db: find_session(db, token=token, now=hamroh.clock()))
     if login is None:
@@ -164,5 +171,5 @@ async def _in_unit_of_work(request: Request, read: Callable[[AsyncSession], Awai
     db: AsyncSession | None = getattr(request.state, "db", None)
     if db is not None:
         return await read(db)
-    async with transaction(get_hamroh(request).engine) as own:
+    async with transaction(hamroh_of(request).engine) as own:
         return await read(own)

@@ -31,7 +31,7 @@ NO_STORE = {"Cache-Control": "no-store"}
 router = APIRouter()
 
 
-def verify_secret(request: Request, settings: SettingsDep) -> None:
+async def verify_secret(request: Request, settings: SettingsDep) -> None:
     """403 unless the request carries the webhook's secret token (compared in constant time)."""
     expected = settings.telegram_secret.get_secret_value() if settings.telegram_secret else None
     given = request.headers.get(WEBHOOK_HEADER)
@@ -40,7 +40,7 @@ def verify_secret(request: Request, settings: SettingsDep) -> None:
         raise HTTPException(403, "forbidden")
 
 
-def parsing_bot(request: Request, settings: SettingsDep) -> Bot:
+async def parsing_bot(request: Request, settings: SettingsDep) -> Bot:
     """The app's one Bot, made on first use: it only gives parsed objects their bot, it never calls out."""
     bot = getattr(request.app.state, "telegram_bot", None)
     if bot is None:

@@ -45,13 +45,17 @@ from bot.conversation.model import (
     Turn,
     WroteToCase,
 )
-from bot.store import Case, Contact, ConversationState, Delivery
+from bot.store import Case, Contact, Delivery, turns
 from bot.store.crypto import Vault, normalise_address
 from bot.store.db import transaction
 
 DANGER_QUEUE = "support"  # where an urgent case opened by her words waits (priority says it is urgent)
 
 log = logging.getLogger(__name__)
+
+
+class _Duplicate(Exception):
+    """The message was handled before: its turn is rolled back and does nothing."""
 
 
 @dataclass(frozen=True)
@@ -106,38 +110,29 @@ class Hamroh:
         if inbound.simulated:
             address = simulated_address(address)
         try:
-            async with transaction(self.engine) as db:
-                return await self._turn(db, inbound, address)
+            return await self._once(inbound, address)
         except IntegrityError:
-            # Another connection won a race: the same delivery (the retry finds it and drops it) or her
-            # first two messages at once (the retry finds the contact the other one created).
+            # Another connection won a race: her first two messages at once (the retry finds the contact
+            # the other one created).
             log.info("turn on %s raced another; trying once more", inbound.channel)
+            return await self._once(inbound, address)
+
+    async def _once(self, inbound: Inbound, address: str) -> Outcome:
+        try:
             async with transaction(self.engine) as db:
                 return await self._turn(db, inbound, address)
+        except _Duplicate:  # rolled back: a redelivery leaves nothing, not even a contact made for it
+            return Outcome(duplicate=True)
 
     async def _turn(self, db: AsyncSession, inbound: Inbound, address: str) -> Outcome:
         now = self.clock()
-        if inbound.provider_id is not None:
-            seen = await db.exec(
-                select(Delivery.id).where(
-                    Delivery.channel == inbound.channel, Delivery.provider_id == inbound.provider_id
-                )
-            )
-            if seen.first() is not None:
-                return Outcome(duplicate=True)
-        contact = await self._contact(db, inbound.channel, address, now)
+        contact, stored = await self._contact(db, inbound.channel, address, now)
         assert contact.id is not None
-        if inbound.provider_id is not None:
-            # Flushed with the replies: a duplicate that raced in fails at commit, and `handle` drops it.
-            delivery = Delivery(
-                channel=inbound.channel,
-                provider_id=inbound.provider_id,
-                contact_id=contact.id,
-                received_at=now,
-            )
-            db.add(delivery)
-        state = await db.get(ConversationState, contact.id)
-        session = Session.from_json(json.loads(state.state)) if state else Session()
+        if inbound.provider_id is not None and not await turns.record_delivery(
+            db, channel=inbound.channel, provider_id=inbound.provider_id, contact_id=contact.id, now=now
+        ):
+            raise _Duplicate
+        session = Session.from_json(json.loads(stored)) if stored is not None else Session()
         courses = await self.courses.get(db)
         case = await intake.open_case_of(db, contact)
         if contact.safe_hours is not None:  # only then can anything be held for her
@@ -162,7 +157,7 @@ class Hamroh:
                 db.add(Delivery(channel=inbound.channel, provider_id=inbound.provider_id, received_at=now))
             ids = await self._queue(db, None, inbound, address, turn, now, ephemeral=True)
             return Outcome(duplicate=False, contact_id=None, outbox_ids=ids, events=turn.events)
-        await self._save(db, contact, state, turn, now)
+        await self._save(db, contact, turn, now)
         case = await self._cases(db, contact, case, session, inbound, turn, now)
         if inbound.message_id is not None and inbound.channel == "telegram":
             await effects.remember_message(db, contact.id, inbound.message_id, now)
@@ -265,11 +260,12 @@ class Hamroh:
         refs = (*session.history, session.node or "")
         return [topic for ref in refs if (node := self.flows.nodes.get(ref)) and (topic := node.topic)]
 
-    async def _contact(self, db: AsyncSession, channel: Channel, address: str, now: datetime) -> Contact:
+    async def _contact(
+        self, db: AsyncSession, channel: Channel, address: str, now: datetime
+    ) -> tuple[Contact, str | None]:
+        """Her contact, locked for the turn (made on her first message), and her stored session."""
         fingerprint = self.vault.fingerprint(address)
-        # FOR UPDATE: two messages of hers at once take turns, so neither overwrites the other's session.
-        query = select(Contact).where(Contact.fingerprint == fingerprint).with_for_update()
-        contact = (await db.exec(query)).first()
+        contact, stored = await turns.her_contact_and_session(db, fingerprint)
         month = now.strftime("%Y-%m")
         if contact is None:
             contact = Contact(
@@ -286,19 +282,13 @@ class Hamroh:
             # A new month, a new pseudonym: request-log rows of past months can no longer be linked to her.
             contact.pseudonym, contact.pseudonym_month = self.new_token(), month
             db.add(contact)
-        return contact
+        return contact, stored
 
-    async def _save(
-        self, db: AsyncSession, contact: Contact, state: ConversationState | None, turn: Turn, now: datetime
-    ) -> None:
+    async def _save(self, db: AsyncSession, contact: Contact, turn: Turn, now: datetime) -> None:
         assert contact.id is not None
         session = turn.session
         encoded = json.dumps(session.to_json(), ensure_ascii=False)
-        if state is None:
-            db.add(ConversationState(contact_id=contact.id, state=encoded, updated_at=now))
-        else:
-            state.state, state.updated_at = encoded, now
-            db.add(state)
+        await turns.save_session(db, contact_id=contact.id, state=encoded, now=now)
         contact.lang, contact.district, contact.script = session.lang, session.district, session.script
         contact.subscribed, contact.opted_out = session.subscribed, session.opted_out
         db.add(contact)
@@ -341,7 +331,7 @@ class Hamroh:
             )
             for reply in turn.replies
         ]
-        return await outbox.add(db, answer + rows)
+        return await turns.add_outbox(db, answer + rows)
 
 
 def wire(channel: Channel, reply: Reply, session: Session) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+POOL_RECYCLE_SECONDS = 300  # a PostgreSQL connection is replaced after 5 minutes
 
 
 def async_url(url: str) -> URL:
@@ -55,9 +56,15 @@ def create_engine(url: str, *, command_timeout: float | None = None, **kwargs: A
         engine = create_async_engine(target, connect_args={"timeout": busy_ms / 1000}, **kwargs)
         _make_sqlite_safe(engine, busy_ms)
         return engine
-    kwargs.setdefault("pool_size", 10)
+    # Room for the turns in flight at once: a connection opened past the pool is closed when returned, and
+    # opening one costs both processes far more than a turn does.
+    kwargs.setdefault("pool_size", 20)
     kwargs.setdefault("max_overflow", 10)
-    kwargs.setdefault("pool_pre_ping", True)
+    # No ping before every checkout (a round trip a turn): a connection the server dropped fails its turn,
+    # which answers 503 and is delivered again, and SQLAlchemy then discards every connection of the pool
+    # older than the failure. Recycling bounds how long an idle connection can have been silently cut.
+    kwargs.setdefault("pool_pre_ping", False)
+    kwargs.setdefault("pool_recycle", POOL_RECYCLE_SECONDS)
     if command_timeout is not None:
         connect_args = dict(kwargs.pop("connect_args", {}))
         connect_args.setdefault("timeout", command_timeout)  # connecting (asyncpg's default is 60 s)

@@ -1,0 +1,114 @@
+"""The turn's own statements (bot/store/turns.py) and what they keep: one delivery, one session, her lock."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+import pytest
+from sqlalchemy.engine import make_url
+from sqlmodel import select
+
+from bot.conversation.flows import FlowSet
+from bot.service import Hamroh, Inbound, count_rows
+from bot.store import Contact, ConversationState, Delivery, OutboxMessage, turns
+from bot.store.crypto import Vault, normalise_address
+from bot.store.db import create_engine, transaction
+from tests.conftest import Clock, Tokens
+
+PHONE = "+992 90 123 45 67"
+
+
+async def test_a_delivery_is_recorded_once_and_a_session_written_whether_new_or_not(
+    small_hamroh: Hamroh, clock: Clock
+) -> None:
+    await small_hamroh.handle(Inbound("sms", PHONE, "hi", provider_id="SM1"))
+    fingerprint = small_hamroh.vault.fingerprint(normalise_address("sms", PHONE))
+    async with transaction(small_hamroh.engine) as db:
+        contact, state = await turns.her_contact_and_session(db, fingerprint)
+        assert contact is not None
+        assert contact.id is not None
+        assert state is not None
+        assert not await turns.record_delivery(
+            db, channel="sms", provider_id="SM1", contact_id=contact.id, now=clock()
+        )
+        assert await turns.record_delivery(
+            db, channel="telegram", provider_id="SM1", contact_id=contact.id, now=clock()
+        )  # the same id on another channel is another message
+        await turns.save_session(db, contact_id=contact.id, state='{"node": "x"}', now=clock())
+        assert await turns.her_contact_and_session(db, "nobody") == (None, None)
+    async with transaction(small_hamroh.engine) as db:
+        assert await count_rows(db, Delivery) == 2
+        (session,) = (await db.exec(select(ConversationState))).all()
+        assert session.state == '{"node": "x"}'
+
+
+async def test_a_redelivery_of_the_message_that_erased_her_leaves_no_contact(hamroh: Hamroh) -> None:
+    # The duplicate check now runs after her contact is looked up (and made anew, as for a first
+    # message): a redelivery rolls all of that back.
+    for n, text in enumerate(("Салом", "1", "нест кунед"), start=1):
+        await hamroh.handle(Inbound("sms", PHONE, text, provider_id=f"e{n}"))
+    erased = await hamroh.handle(Inbound("sms", PHONE, "1", provider_id="e4"))  # yes, delete
+    assert erased.contact_id is None
+    assert erased.outbox_ids
+    again = await hamroh.handle(Inbound("sms", PHONE, "1", provider_id="e4"))
+    assert again.duplicate
+    assert not again.outbox_ids
+    async with transaction(hamroh.engine) as db:
+        assert await count_rows(db, Contact) == 0
+        assert await count_rows(db, ConversationState) == 0
+        assert await count_rows(db, OutboxMessage) == len(erased.outbox_ids)  # her earlier replies went too
+        (delivery,) = (await db.exec(select(Delivery))).all()
+        assert (delivery.provider_id, delivery.contact_id) == ("e4", None)
+
+
+async def test_a_redelivery_in_a_new_month_keeps_her_pseudonym(small_hamroh: Hamroh, clock: Clock) -> None:
+    await small_hamroh.handle(Inbound("sms", PHONE, "hi", provider_id="p1"))
+    async with transaction(small_hamroh.engine) as db:
+        (before,) = (await db.exec(select(Contact))).all()
+    clock.advance(days=40)
+    assert (await small_hamroh.handle(Inbound("sms", PHONE, "hi", provider_id="p1"))).duplicate
+    async with transaction(small_hamroh.engine) as db:
+        (after,) = (await db.exec(select(Contact))).all()
+    assert (after.pseudonym, after.pseudonym_month) == (before.pseudonym, before.pseudonym_month)
+
+
+async def test_her_messages_at_once_take_turns_and_every_one_lands(small_hamroh: Hamroh) -> None:
+    await small_hamroh.handle(Inbound("sms", PHONE, "hi", provider_id="t0"))
+    results = await asyncio.gather(
+        *(small_hamroh.handle(Inbound("sms", PHONE, "1", provider_id=f"t{n}")) for n in range(1, 6))
+    )
+    assert not any(r.duplicate for r in results)
+    async with transaction(small_hamroh.engine) as db:
+        assert await count_rows(db, Delivery) == 6
+        assert await count_rows(db, Contact) == 1
+
+
+@pytest.mark.postgres
+async def test_connections_the_server_dropped_fail_one_turn_and_the_next_lands(
+    postgres_url: str, small_flows: FlowSet, vault: Vault, clock: Clock
+) -> None:
+    """No ping before each checkout: a turn on a dropped connection fails (the webhook answers 503 and the
+    provider delivers again); the pool then replaces its connections and the redelivery lands once."""
+    engine = create_engine(postgres_url, command_timeout=5)  # as serving makes it
+    hamroh = Hamroh(engine=engine, flows=small_flows, vault=vault, clock=clock, new_token=Tokens())
+    try:
+        await asyncio.gather(*(hamroh.handle(Inbound("sms", f"+99290000000{n}", "hi")) for n in range(3)))
+        database = make_url(postgres_url).database
+        admin = await asyncpg.connect(make_url(postgres_url).set(database="postgres").render_as_string(False))
+        try:
+            ended = await admin.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = $1", database
+            )
+        finally:
+            await admin.close()
+        assert ended >= 1
+        message = Inbound("sms", PHONE, "hi", provider_id="d1")
+        with pytest.raises(Exception):  # noqa: B017, PT011 - whichever error the driver gives a dead socket
+            await hamroh.handle(message)
+        assert not (await hamroh.handle(message)).duplicate  # the redelivery: a fresh connection
+        assert (await hamroh.handle(message)).duplicate
+        async with transaction(engine) as db:
+            assert await count_rows(db, Delivery) == 1
+    finally:
+        await engine.dispose()
