@@ -17,6 +17,10 @@ by querying every `hold / 4` seconds. So the hold is a lease the server enforces
 Why not a lease row: it needs its own table, a renewal transaction, and the holder's and standby's clocks
 (or the database's) compared on every takeover, to get what the server already gives a session lock.
 
+A process that would rather wait for the lock than ask again and again (bot.leader) waits inside the
+database, in `pg_advisory_lock` bounded by a `lock_timeout`: it gets the lock the moment the holder's
+session ends.
+
 SQLite: an exclusive lock on a file beside the database; one dispatcher per database file, so there is no
 standby to take over. A stopped dispatcher keeps its file lock (the kernel holds it for the stopped
 process) and nothing is sent until it is continued or killed; a killed one releases it at once.
@@ -120,9 +124,9 @@ class AdvisoryLock:
             started = self.clock()
             if wait > 0:
                 taken = await self._wait(self._connection, wait)
-                # The lease counts from when the lock came, not from when it was asked: later than the
-                # server's count by one trip, well within the quarter of the hold the holder keeps in hand.
-                started = self.clock()
+                if taken:  # the lease counts from a query sent now, not from when the wait began
+                    started = self.clock()
+                    await asyncio.wait_for(self._connection.execute(sa.text("SELECT 1")), self._renew_every)
             else:
                 result = await asyncio.wait_for(
                     self._connection.execute(
