@@ -55,7 +55,7 @@ from bench.webhooks import (
 )
 from tests.fakes.telegram_api import FakeTelegram
 
-LEADING = re.compile(r"leading \(pid (\d+)\)")
+LEADING = re.compile(r": leading \(pid (\d+)\)")
 SETTLE_SECONDS = 5.0
 
 

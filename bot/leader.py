@@ -73,7 +73,7 @@ async def lead(url: str, work: Work, stop: asyncio.Event, *, hold: float, patien
     engine = create_engine(
         url, pool_size=1, max_overflow=0
     )  # no command timeout: the wait is long on purpose
-    lock = AdvisoryLock(engine, LOCK_NAME, hold=hold)
+    lock = AdvisoryLock(engine, LOCK_NAME, hold=hold, said=("the lead", "handing the lead over"))
     try:
         while not stop.is_set():
             try:

@@ -97,6 +97,8 @@ class AdvisoryLock:
     name: str
     hold: float = DEFAULT_HOLD
     clock: Callable[[], float] = boot_clock
+    # What the log says when the lock is lost, and what stops then (never the credential in the name).
+    said: tuple[str, str] = ("the sender lock", "stopping sending on it")
     _connection: AsyncConnection | None = field(default=None, init=False)
     _held: bool = field(default=False, init=False)
     _trusted_until: float = field(default=0.0, init=False)
@@ -204,11 +206,7 @@ class AdvisoryLock:
             try:
                 await asyncio.wait_for(connection.execute(sa.text("SELECT 1")), self._renew_every)
             except Exception as exc:
-                log.warning(
-                    "lost the sender lock for %s (%s): stopping sending on it",
-                    self.name.split(":")[0],
-                    type(exc).__name__,
-                )
+                log.warning("lost %s (%s): %s", self.said[0], type(exc).__name__, self.said[1])
                 self._held = False
                 return
             self._trusted_until = started + self.hold * TRUSTED_SHARE
@@ -276,4 +274,5 @@ def sender_lock(
         folder = Path(database).parent if database != ":memory:" else Path(".")
         safe = hashlib.sha256(f"{database}:{name}".encode()).hexdigest()[:16]
         return FileLock(folder / f".dispatch-{safe}.lock")
-    return AdvisoryLock(engine, name, hold=hold)
+    said = (f"the sender lock for {channel}", "stopping sending on it")
+    return AdvisoryLock(engine, name, hold=hold, said=said)

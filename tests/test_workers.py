@@ -27,10 +27,11 @@ from tests.conftest import TEST_ENCRYPTION_KEY, TEST_HASH_KEY, run_hamroh, servi
 from tests.fakes.telegram_api import FakeTelegram, Her
 
 SECRET = "webhook-secret_0123456789"
-LEADING = re.compile(r"leading \(pid (\d+)\)")
+LEADING = re.compile(r": leading \(pid (\d+)\)")
 READY = re.compile(r"worker (\d+) ready")
 WAIT_SECONDS = 30.0  # a hang guard for a loaded machine, never a measure of speed
 JOBS_EVERY = 1.0  # HAMROH_JOBS_INTERVAL_SECONDS in these tests
+HOLD = 4.0  # HAMROH_DISPATCH_SENDER_HOLD_SECONDS: how soon a frozen leader is replaced
 
 
 # --- the refusal ----------------------------------------------------------------------------------------
@@ -194,10 +195,15 @@ class Output:
         self.lines, self.seen = lines, seen
 
     def until(
-        self, pattern: re.Pattern[str], unless: Callable[[re.Match[str]], bool] = lambda m: False
+        self,
+        pattern: re.Pattern[str],
+        unless: Callable[[re.Match[str]], bool] = lambda m: False,
+        *,
+        after: int = 0,
     ) -> str:
-        """The first group of the next line matching `pattern` (skipping those `unless` says no to)."""
-        for line in self.seen:
+        """The first group of the first line from line `after` on that matches `pattern` (skipping those
+        `unless` says no to), waiting for it if need be."""
+        for line in self.seen[after:]:
             if (match := pattern.search(line)) and not unless(match):
                 return match.group(1)
         deadline = time.monotonic() + WAIT_SECONDS
@@ -248,6 +254,11 @@ def she_writes(url: str) -> tuple[int, str]:
     return her.chat_id, answer.headers["x-hamroh-worker"]
 
 
+def sent_after(telegram: FakeTelegram, chat: int) -> None:
+    """Once the reply to her message has reached the fake Bot API."""
+    wait_for(lambda: [call for call in telegram.calls_to("sendMessage") if call.chat_id == chat])
+
+
 @pytest.fixture
 def telegram() -> Iterator[FakeTelegram]:
     with FakeTelegram() as fake:
@@ -255,7 +266,7 @@ def telegram() -> Iterator[FakeTelegram]:
 
 
 @pytest.mark.postgres
-def test_two_workers_answer_send_each_message_once_run_the_jobs_once_and_hand_over(
+def test_two_workers_answer_send_each_message_once_run_the_jobs_once_and_hand_over_the_lead(
     tmp_path: Path, postgres_url: str, telegram: FakeTelegram
 ) -> None:
     environment = {
@@ -266,6 +277,7 @@ def test_two_workers_answer_send_each_message_once_run_the_jobs_once_and_hand_ov
         "HAMROH_TELEGRAM_SECRET": SECRET,
         "HAMROH_TELEGRAM_API_URL": telegram.api_url,
         "HAMROH_JOBS_INTERVAL_SECONDS": str(JOBS_EVERY),
+        "HAMROH_DISPATCH_SENDER_HOLD_SECONDS": str(HOLD),
     }
     seen: list[str] = []
     with serving_process(tmp_path, "--workers", "2", **environment) as (_, lines):
@@ -310,12 +322,21 @@ def test_two_workers_answer_send_each_message_once_run_the_jobs_once_and_hand_ov
         assert asyncio.run(leader_locks(postgres_url)) == [False, True]
         assert sum(bool(LEADING.search(line)) for line in seen) == 1
 
-        # The leader dies: the other worker leads and sends what comes next; serve starts another worker.
-        os.kill(int(leader), signal.SIGKILL)
-        successor = output.until(LEADING, lambda m: m.group(1) == leader)
-        assert successor in workers - {leader}
-        chat, _ = she_writes(url)
-        wait_for(lambda: [call for call in telegram.calls_to("sendMessage") if call.chat_id == chat])
-        output.until(re.compile(rf"worker ({leader}) ended \(killed by SIGKILL\): starting another"))
+        # The leader freezes: within the hold the other worker leads and sends; woken, it stands down.
+        os.kill(int(leader), signal.SIGSTOP)
+        try:
+            successor = output.until(LEADING, lambda m: m.group(1) == leader)
+            assert successor in workers - {leader}
+            sent_after(telegram, she_writes(url)[0])
+        finally:
+            os.kill(int(leader), signal.SIGCONT)
+        output.until(re.compile(rf"no longer leading \(pid ({leader})\)"))
+
+        # The new leader dies: the first one, waiting again, leads at once; serve starts another worker.
+        mark = len(seen)
+        os.kill(int(successor), signal.SIGKILL)
+        assert output.until(LEADING, after=mark) == leader
+        sent_after(telegram, she_writes(url)[0])
+        output.until(re.compile(rf"worker ({successor}) ended \(killed by SIGKILL\): starting another"))
 
     assert not [line for line in seen if "Traceback" in line]
