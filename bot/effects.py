@@ -51,22 +51,26 @@ async def apply(
     assert contact.id is not None
     hour = now.replace(minute=0, second=0, microsecond=0)
 
-    def logged(topic: str) -> RequestLogEntry:
-        return RequestLogEntry(
-            hour=hour,
-            topic=topic,
-            channel=channel,
-            lang=session.lang,
-            district=session.district,
-            pseudonym=contact.pseudonym,
+    log: list[dict[str, object]] = []
+
+    def logged(topic: str) -> None:
+        log.append(
+            {
+                "hour": hour,
+                "topic": topic,
+                "channel": channel,
+                "lang": session.lang,
+                "district": session.district,
+                "pseudonym": contact.pseudonym,
+            }
         )
 
     for event in events:
         match event:
             case TopicViewed(topic=topic):
-                db.add(logged(topic))
+                logged(topic)
             case EscalationRequested(queue=queue):
-                db.add(logged(f"escalation.{queue}"))  # the case itself is opened by the service
+                logged(f"escalation.{queue}")  # the case itself is opened by the service
             case ClearChatRequested() if channel == "telegram":
                 ids = await clearable_message_ids(db, contact.id, now)
                 db.add(
@@ -81,6 +85,9 @@ async def apply(
                         simulated=simulated,
                     )
                 )
+
+    if log:  # Core, in one statement: most turns open a topic, and the ORM would flush each row
+        await db.exec(_LOG, params=log)
 
 
 async def store_decides(
@@ -186,6 +193,7 @@ async def erase_her(
         )
 
 
+_LOG = sa.insert(RequestLogEntry.__table__)  # type: ignore[attr-defined]
 _REMEMBER = sa.insert(ChatMessage.__table__)  # type: ignore[attr-defined]  # Core: every Telegram turn runs it
 
 

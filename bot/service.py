@@ -289,9 +289,16 @@ class Hamroh:
         session = turn.session
         encoded = json.dumps(session.to_json(), ensure_ascii=False)
         await turns.save_session(db, contact_id=contact.id, state=encoded, now=now)
-        contact.lang, contact.district, contact.script = session.lang, session.district, session.script
-        contact.subscribed, contact.opted_out = session.subscribed, session.opted_out
-        db.add(contact)
+        settled = {
+            "lang": session.lang,
+            "district": session.district,
+            "script": session.script,
+            "subscribed": session.subscribed,
+            "opted_out": session.opted_out,
+        }
+        for name, value in settled.items():
+            if getattr(contact, name) != value:  # an unchanged contact leaves the flush nothing to do
+                setattr(contact, name, value)
 
     async def _queue(
         self,
