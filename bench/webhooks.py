@@ -384,6 +384,19 @@ def raw_request(request: Post, port: int) -> bytes:
     return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + request.body
 
 
+async def exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, raw: bytes) -> str:
+    """Send one request and read its answer whole; its status code."""
+    writer.write(raw)
+    status = (await reader.readline()).split(b" ", 2)[1].decode()
+    length = 0
+    while (header := await reader.readline()) not in (b"\r\n", b""):
+        name, _, value = header.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    await reader.readexactly(length)
+    return status
+
+
 async def fixed_rate(server: Server, requests: Sequence[Post], rate: float) -> Result:
     """Send each request at its scheduled time (`rate` a second) on a free keep-alive connection (a new
     one when none is free); each latency runs from the scheduled time to the end of the answer."""
@@ -394,22 +407,26 @@ async def fixed_rate(server: Server, requests: Sequence[Post], rate: float) -> R
     statuses: Counter[str] = Counter()
 
     async def send(request: Post, at: float) -> None:
-        if idle:
-            reader, writer = idle.pop()
-        else:
-            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
-            opened.append(writer)
-        writer.write(raw_request(request, server.port))
-        status = (await reader.readline()).split(b" ", 2)[1].decode()
-        length = 0
-        while (header := await reader.readline()) not in (b"\r\n", b""):
-            name, _, value = header.partition(b":")
-            if name.strip().lower() == b"content-length":
-                length = int(value)
-        await reader.readexactly(length)
-        latencies.append(loop.time() - at)
-        statuses[status] += 1
-        idle.append((reader, writer))
+        # A kept-alive connection the server closed meanwhile (idle past its keep-alive) is replaced once;
+        # a new connection that fails counts as a failed request.
+        for reused in (bool(idle), False):
+            if reused:
+                reader, writer = idle.pop()
+            else:
+                reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+                opened.append(writer)
+            try:
+                status = await exchange(reader, writer, raw_request(request, server.port))
+            except (ConnectionError, asyncio.IncompleteReadError, IndexError, ValueError):
+                writer.close()
+                if reused:
+                    continue
+                status = "closed"
+            latencies.append(loop.time() - at)
+            statuses[status] += 1
+            if status != "closed":
+                idle.append((reader, writer))
+            return
 
     cpu = server.cpu_seconds()
     start = loop.time() + 0.1
