@@ -73,6 +73,8 @@ def serve(app: ASGIApp, host: str, port: int, said: str) -> int:
 
 @dataclass
 class Worker:
+    """A worker process, as serve watches it."""
+
     process: SpawnProcess
     ready: Event  # set once the worker's server has started
 
@@ -81,7 +83,11 @@ def serve_workers(host: str, port: int, count: int, said: str) -> int:
     """Serve in `count` worker processes until SIGINT or SIGTERM; 1 if a worker could not start."""
     shared = config(FACTORY, host, port, factory=True, workers=count)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    listening = socket.create_server((host, port), family=family, backlog=shared.backlog)
+    try:
+        listening = socket.create_server((host, port), family=family, backlog=shared.backlog)
+    except OSError as exc:  # as uvicorn says it with one worker
+        log.error("cannot listen on %s:%s: %s", host, port, exc.strerror or exc)
+        return 1
     host, port = listening.getsockname()[:2]
     os.environ |= {"HAMROH_HOST": host, "HAMROH_PORT": str(port)}
     log.info("serving on http://%s:%s (%s; %d workers)", host, port, said, count)
