@@ -20,8 +20,8 @@ import multiprocessing
 import os
 import signal
 import socket
-import threading
 from dataclasses import dataclass
+from multiprocessing.connection import wait
 from multiprocessing.context import SpawnProcess
 from multiprocessing.synchronize import Event
 from types import FrameType
@@ -32,7 +32,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 log = logging.getLogger("hamroh")
 FACTORY = "api.workers:worker_app"
 WORKER_HEADER = b"x-hamroh-worker"  # the pid of the worker that answered, to find its lines in the log
-CHECK_SECONDS = 0.5  # how often serve looks for a worker that died
 STOP_SECONDS = 20.0  # a worker's orderly stop: requests cut after 5 s, then the dispatcher finishes its sends
 
 
@@ -100,23 +99,30 @@ def serve_workers(host: str, port: int, count: int, said: str) -> int:
         process.start()
         return Worker(process, ready)
 
-    stopping = threading.Event()
+    stopping = False
 
     def stop(signum: int, frame: FrameType | None) -> None:
-        stopping.set()
+        nonlocal stopping
+        stopping = True
 
+    # serve sleeps until a worker ends or a signal comes: the signal's byte on this pipe wakes it.
+    woken, wake = os.pipe()
+    os.set_blocking(wake, False)
     previous = {signum: signal.signal(signum, stop) for signum in (signal.SIGINT, signal.SIGTERM)}
+    previous_wake = signal.set_wakeup_fd(wake)
     workers = [start() for _ in range(count)]
     failed = False
     try:
-        while not stopping.wait(CHECK_SECONDS):
+        while not stopping:
+            wait([woken, *(worker.process.sentinel for worker in workers)])
+            if woken in wait([woken], timeout=0):
+                os.read(woken, 512)
             for n, worker in enumerate(workers):
                 if worker.process.is_alive():
                     continue
                 if not worker.ready.is_set():  # it would fail the same way again: say so and stop
                     log.error("a worker could not start (exit status %s): stopping", worker.process.exitcode)
-                    failed = True
-                    stopping.set()
+                    failed = stopping = True
                     break
                 log.warning("worker %s ended (%s): starting another", worker.process.pid, _how(worker))
                 workers[n] = start()
@@ -130,8 +136,11 @@ def serve_workers(host: str, port: int, count: int, said: str) -> int:
                 worker.process.kill()
                 worker.process.join()
         listening.close()
+        signal.set_wakeup_fd(previous_wake)
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+        os.close(woken)
+        os.close(wake)
     return 1 if failed else 0
 
 
