@@ -16,6 +16,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from api.bodies import read_body
 from api.deps import HamrohDep
 from bot.channels.simulator import new_message_id, receive
 from bot.channels.sms import cost
@@ -56,11 +57,8 @@ async def read_message(request: Request) -> SimulatedMessage:
     """The request body as a SimulatedMessage, or a 4xx that says what is wrong with it."""
     if not _is_json(request.headers.get("content-type", "")):
         raise HTTPException(415, "send the message as JSON (Content-Type: application/json)")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY_BYTES:
-            raise HTTPException(413, f"the message is too long: at most {MAX_TEXT} characters of text")
+    too_long = f"the message is too long: at most {MAX_TEXT} characters of text"
+    body = await read_body(request, MAX_BODY_BYTES, too_long)
     try:
         data = json.loads(body)
     except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested beyond reason

@@ -19,6 +19,7 @@ from urllib.parse import parse_qsl
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import Response
 
+from api.bodies import read_body
 from api.deadline import TooSlow, within
 from api.deps import HamrohDep, SettingsDep
 from bot.channels import twilio
@@ -40,7 +41,8 @@ async def signed_form(request: Request, settings: SettingsDep) -> twilio.Form:
         raise HTTPException(403, "not signed by Twilio")
     if not _is_form(request.headers.get("content-type", "")):
         raise HTTPException(415, "send the form as application/x-www-form-urlencoded")
-    body = await _read(request, settings.max_request_bytes)
+    limit = settings.max_request_bytes
+    body = await read_body(request, limit, f"the body is over {limit} bytes")
     form = _parse(body)
     overrides = twilio.connection_overrides(settings.turn_timeout_seconds)
     url = _signed_url(request, settings.public_url)
@@ -105,19 +107,6 @@ def _is_form(content_type: str) -> bool:
     header = Message()
     header["content-type"] = content_type
     return header.get_content_type() == "application/x-www-form-urlencoded"
-
-
-async def _read(request: Request, limit: int) -> bytes:
-    """The body, refused with 413 as soon as it passes `limit` (announced or not)."""
-    announced = request.headers.get("content-length", "")
-    if announced.isdigit() and int(announced) > limit:
-        raise HTTPException(413, f"the body is over {limit} bytes")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise HTTPException(413, f"the body is over {limit} bytes")
-    return bytes(body)
 
 
 def _parse(body: bytes) -> twilio.Form:

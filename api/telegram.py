@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse
 from telegram import Bot
 from telegram.request import HTTPXRequest
 
+from api.bodies import read_body
 from api.deadline import TooSlow, within
 from api.deps import HamrohDep, SettingsDep
 from bot.channels.telegram import WEBHOOK_PATH, make_bot
@@ -55,15 +56,7 @@ async def read_json(request: Request, settings: SettingsDep) -> object:
     """The body as a JSON value, or a 4xx that says what is wrong with it (never quoting it)."""
     if not is_json(request.headers.get("content-type", "")):
         raise HTTPException(415, "an update is sent as JSON")
-    limit = settings.max_request_bytes
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise HTTPException(413, "the body is too large")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise HTTPException(413, "the body is too large")
+    body = await read_body(request, settings.max_request_bytes, "the body is too large")
     try:
         return json.loads(body)
     except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested beyond reason

@@ -668,6 +668,46 @@ async def test_an_oversized_body_without_a_length_is_cut_off_too(
     assert await nothing_stored(hamroh)
 
 
+async def test_a_sender_that_hangs_up_mid_body_gets_a_400_and_leaves_no_traceback(
+    tmp_path: Path, hamroh: Hamroh, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = create_app(twilio_settings(tmp_path), hamroh)
+    request = signed(inbound("Салом"))
+    arrivals: list[dict[str, Any]] = [
+        {"type": "http.request", "body": request.body[:20], "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return arrivals.pop(0) if arrivals else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    url = httpx.URL(request.url)
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": url.scheme,
+        "path": request.path,
+        "raw_path": request.path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(k.lower().encode(), v.encode()) for k, v in request.headers.items()]
+        + [(b"host", url.host.encode())],
+        "server": (url.host, url.port or 443),
+        "client": ("127.0.0.1", 50000),
+    }
+    await app(scope, receive, send)
+    assert sent[0]["status"] == 400
+    assert "Traceback" not in caplog.text
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert await nothing_stored(hamroh)
+
+
 async def test_without_twilio_settings_there_are_no_sms_webhooks(tmp_path: Path, hamroh: Hamroh) -> None:
     app = create_app(twilio_settings(tmp_path, twilio_account_sid=None, twilio_auth_token=None), hamroh)
     async with httpx.AsyncClient(
