@@ -22,14 +22,15 @@ class TokenBucket:
     burst: float
     clock: Callable[[], float] = time.monotonic
     sleep: Sleep = asyncio.sleep
+    full: bool = True  # False: empty until first used, so the first units come at the rate, not at once
     _tokens: float = field(init=False)
-    _last: float = field(init=False)
+    _last: float | None = field(init=False)
     _paused_until: float = field(init=False, default=0.0)
     _lock: asyncio.Lock = field(init=False, default_factory=asyncio.Lock)
 
     def __post_init__(self) -> None:
-        self._tokens = self.burst
-        self._last = self.clock()
+        self._tokens = self.burst if self.full else 0.0
+        self._last = self.clock() if self.full else None
 
     async def take(self, units: float = 1) -> None:
         """Wait until `units` may be spent, then spend them (callers are served in arrival order)."""
@@ -40,8 +41,9 @@ class TokenBucket:
                 if now < self._paused_until:
                     await self.sleep(self._paused_until - now)
                     continue
-                self._tokens = min(self.burst, self._tokens + max(0.0, now - self._last) * self.rate)
-                self._last = max(self._last, now)
+                last = now if self._last is None else self._last
+                self._tokens = min(self.burst, self._tokens + max(0.0, now - last) * self.rate)
+                self._last = max(last, now)
                 if self._tokens >= units - 1e-9:  # float steps of 1/rate must not fall just short
                     self._tokens = max(0.0, self._tokens - units)
                     return
@@ -61,6 +63,12 @@ class PerChatGap:
     clock: Callable[[], float] = time.monotonic
     sleep: Sleep = asyncio.sleep
     _next: dict[str, float] = field(default_factory=dict)
+
+    async def ready(self, chat: str) -> None:
+        """Wait until this chat's turn may come, without booking it (`wait` books it, right before a send)."""
+        ready = self._next.get(chat)
+        if ready is not None and (now := self.clock()) < ready:
+            await self.sleep(ready - now)
 
     async def wait(self, chat: str) -> None:
         """Wait for this chat's turn, and book the next one."""
