@@ -70,7 +70,8 @@ async def sending(settings: Settings, hamroh: Hamroh) -> AsyncIterator[None]:
 
 
 async def until_recorded(hamroh: Hamroh, count: int) -> None:
-    """Wait until the dispatcher has recorded `count` SMS SIDs (Twilio's fake has them a moment earlier)."""
+    """Wait until the dispatcher has recorded `count` provider ids, SMS SIDs or Telegram message ids (the
+    fake servers have them a moment earlier)."""
     for _ in range(1500):
         async with transaction(hamroh.engine) as db:
             query = select(OutboxMessage).where(col(OutboxMessage.provider_id).is_not(None))
@@ -183,6 +184,7 @@ async def test_telegram_from_webhook_to_the_bot_api_buttons_answers_and_clearing
                 assert len(telegram.calls_to("answerCallbackQuery")) == 1
                 await delivers(her.says("/clear"))
                 await until(lambda: len(telegram.calls_to("sendMessage")) == 3)
+                await until_recorded(hamroh, 3)  # she reads the question before she answers: it is recorded
                 await delivers(her.presses("main.clear_chat:clear_chat_done"))
                 await until(
                     lambda: (
