@@ -21,19 +21,16 @@ import pytest
 from fastapi import FastAPI
 from sqlmodel import col, select
 
-from api.app import create_app
 from api.deps import SESSION_COOKIE
 from bot import cli
 from bot.announcements import courses, enrolment
-from bot.config import Settings
 from bot.service import Hamroh
-from bot.staff.accounts import issue_token
 from bot.staff.sessions import start_session
 from bot.store import AuditEntry, Contact, OutboxMessage, Staff, erase
 from bot.store.courses import CourseRow, Enrolment
 from bot.store.db import create_engine, transaction
 from tests.conftest import TEST_ENCRYPTION_KEY, TEST_HASH_KEY, Clock, telegram_contact
-from tests.test_case_actions import STAFF, add_staff
+from tests.test_rest_api import bearer_tokens, production_app
 
 BASE = "http://hamroh.test"
 JSON = {"content-type": "application/json"}
@@ -53,14 +50,7 @@ SEWING: dict[str, Any] = {
 
 @pytest.fixture
 def app(hamroh: Hamroh, database_url: str, tmp_path: Path) -> FastAPI:
-    settings = Settings(
-        env="production",
-        database_url=database_url,
-        var_dir=tmp_path,
-        encryption_key=TEST_ENCRYPTION_KEY,
-        hash_key=TEST_HASH_KEY,
-    )
-    return create_app(settings, hamroh)
+    return production_app(hamroh, database_url, tmp_path)
 
 
 @pytest.fixture
@@ -72,13 +62,7 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 @pytest.fixture
 async def tokens(hamroh: Hamroh) -> dict[str, dict[str, str]]:
     """An Authorization header for each member of the team (zarina coordinates, dilnoza counsels)."""
-    await add_staff(hamroh.engine, hamroh.clock())
-    headers = {}
-    async with transaction(hamroh.engine) as db:
-        for name in STAFF:
-            token = await issue_token(db, name=name, now=hamroh.clock())
-            headers[name] = {"Authorization": f"Bearer {token}"}
-    return headers
+    return await bearer_tokens(hamroh)
 
 
 async def woman(hamroh: Hamroh, address: str, lang: str = "ru", **fields: Any) -> int:

@@ -38,8 +38,8 @@ def hamroh(small_hamroh: Hamroh) -> Hamroh:
     return small_hamroh
 
 
-@pytest.fixture
-def app(hamroh: Hamroh, database_url: str, tmp_path: Path) -> FastAPI:
+def production_app(hamroh: Hamroh, database_url: str, tmp_path: Path) -> FastAPI:
+    """The app as deployed (no simulator), on this service."""
     settings = Settings(
         env="production",
         database_url=database_url,
@@ -50,6 +50,22 @@ def app(hamroh: Hamroh, database_url: str, tmp_path: Path) -> FastAPI:
     return create_app(settings, hamroh)
 
 
+async def bearer_tokens(hamroh: Hamroh) -> dict[str, dict[str, str]]:
+    """An Authorization header for each member of the team (tests/test_case_actions.py STAFF)."""
+    await add_staff(hamroh.engine, hamroh.clock())
+    headers = {}
+    async with transaction(hamroh.engine) as db:
+        for name in STAFF:
+            token = await issue_token(db, name=name, now=hamroh.clock())
+            headers[name] = {"Authorization": f"Bearer {token}"}
+    return headers
+
+
+@pytest.fixture
+def app(hamroh: Hamroh, database_url: str, tmp_path: Path) -> FastAPI:
+    return production_app(hamroh, database_url, tmp_path)
+
+
 @pytest.fixture
 async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE) as client:
@@ -58,14 +74,7 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 
 @pytest.fixture
 async def tokens(hamroh: Hamroh) -> dict[str, dict[str, str]]:
-    """An Authorization header for each member of the team."""
-    await add_staff(hamroh.engine, hamroh.clock())
-    headers = {}
-    async with transaction(hamroh.engine) as db:
-        for name in STAFF:
-            token = await issue_token(db, name=name, now=hamroh.clock())
-            headers[name] = {"Authorization": f"Bearer {token}"}
-    return headers
+    return await bearer_tokens(hamroh)
 
 
 async def test_a_case_through_the_api_from_the_queue_to_closing(
