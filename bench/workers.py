@@ -17,6 +17,10 @@ for 1 worker and for N: each worker's CPU (the leader's and the others'), and th
 database counted for serve's database (pg_stat_database commits and rollbacks: a statement outside a
 transaction counts one; PostgreSQL flushes these counts at most once a second per session, so a short
 window is rough). What N workers cost beyond one is what the workers that do not lead cost.
+Then, from rest, how soon a reply leaves (--replies N, 0 to skip): N new women write one message each, a
+pause apart so that the dispatcher is idle again each time; for each, the time from the webhook's answer
+(her turn has committed) to her first reply reaching the fake Bot API, split by whether the worker that
+answered leads (the dispatcher runs beside the turn) or not (the reply is written by another process).
 
 Absolute figures vary by machine and by what else runs on it; the ratios are what to compare.
 """
@@ -25,9 +29,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -44,7 +50,9 @@ from bench.common import NO_POSTGRES, ROOT, free_port, hamroh_env, postgres_data
 from bench.webhooks import (
     CHANNELS,
     NO_WRK,
+    SECRET,
     STARTUP_SECONDS,
+    TELEGRAM_PATH,
     WARM_SECONDS,
     Post,
     Result,
@@ -53,10 +61,13 @@ from bench.webhooks import (
     app_settings,
     run_wrk,
 )
-from tests.fakes.telegram_api import FakeTelegram
+from tests.fakes.telegram_api import FakeTelegram, Her
 
 LEADING = re.compile(r": leading \(pid (\d+)\)")
 SETTLE_SECONDS = 5.0
+REPLY_PAUSE = 1.0  # seconds between women in the reply latency run: the dispatcher is idle again by then
+REPLY_WAIT = 30.0  # a hang guard for one reply
+FIRST_CHAT = 300_000_000
 
 
 def environment(settings: dict[str, object], **more: object) -> dict[str, str]:
@@ -276,6 +287,7 @@ async def at_rest(args: argparse.Namespace, folder: Path) -> None:
                     counted = await transactions(url) - counted - 1  # our own first look counts one
                     used = {pid: process_cpu(pid) - cpu[pid] for pid in pids}
                     leader = serve.leader()
+                    latencies = await reply_latencies(serve, telegram, args.replies, workers)
                 finally:
                     serve.stop()
                 names = {serve.process.pid: "serve (parent)"}
@@ -287,6 +299,41 @@ async def at_rest(args: argparse.Namespace, folder: Path) -> None:
                     f"{workers} worker{plural}: {counted / args.idle:.2f} transactions/s; CPU: {said}",
                     flush=True,
                 )
+                for where, seconds in latencies.items():
+                    if seconds:
+                        print(f"  reply from rest, turn in {where}: {summary(seconds)}", flush=True)
+
+
+def summary(seconds: list[float]) -> str:
+    return (
+        f"n={len(seconds)}, p50 {1000 * statistics.median(seconds):.1f} ms, max {1000 * max(seconds):.1f} ms"
+    )
+
+
+async def reply_latencies(
+    serve: Serve, telegram: FakeTelegram, count: int, workers: int
+) -> dict[str, list[float]]:
+    """Seconds from each new woman's webhook answer to her first reply at the fake Bot API, by whether the
+    worker that answered leads."""
+    leader = str(serve.leader() or "one") if workers > 1 else "one"
+    found: dict[str, list[float]] = {"the leader": [], "another worker": []}
+    chats, updates = itertools.count(FIRST_CHAT + 1_000 * workers), itertools.count(1)
+    headers = {"x-telegram-bot-api-secret-token": SECRET}
+    for _ in range(count):
+        await asyncio.sleep(REPLY_PAUSE)
+        her = Her(chat_id=next(chats), update_ids=updates)
+        async with httpx.AsyncClient(base_url=serve.url, timeout=REPLY_WAIT) as client:  # a new connection
+            answer = await client.post(TELEGRAM_PATH, json=her.says("salom"), headers=headers)
+        answered = time.monotonic()
+        answer.raise_for_status()
+        deadline = answered + REPLY_WAIT
+        while not (calls := [c for c in telegram.calls_to("sendMessage") if c.chat_id == her.chat_id]):
+            if time.monotonic() > deadline:
+                raise RuntimeError("a reply did not leave")
+            await asyncio.sleep(0.001)
+        where = "the leader" if answer.headers.get("x-hamroh-worker", "one") == leader else "another worker"
+        found[where].append(calls[0].at - answered)
+    return found
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -312,6 +359,9 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--channels", nargs="+", choices=CHANNELS, default=["sms"])
     parser.add_argument("--pool", type=int, default=12_000, help="distinct requests per case (default 12000)")
     parser.add_argument("--idle", type=float, default=30.0, help="seconds at rest (0: skip)")
+    parser.add_argument(
+        "--replies", type=int, default=20, help="replies timed from rest, per case (default 20; 0: skip)"
+    )
     parser.add_argument("--postgres", default=postgres_default(), help="a PostgreSQL server URL")
     args = parser.parse_args(argv)
     if min(args.workers) < 1 or min(args.connections) < 1:

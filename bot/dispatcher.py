@@ -3,6 +3,13 @@
 - Claims rows under a lease (bot.outbound.claims): replies before bulk messages, and only the oldest
   waiting row of each person, so her messages leave in the order written. Claims come in batches: a
   channel claims again once a quarter of its slots are free (or nothing of it is in flight).
+- Idle, it sleeps: it is woken when rows are written (bot.outbound.wakeup: NOTIFY on PostgreSQL, from any
+  process; on SQLite, by writes in its own process), when its sends finish, and at the time the next row
+  held or retried later may leave (which each claim that empties the queue looks up). It still looks at
+  the table every `poll_interval` seconds in case a wake went astray, and, while nothing can wake it from
+  other processes (SQLite; PostgreSQL while its listening connection is replaced), every `unheard_interval`
+  seconds, doubled after each look that found nothing up to UNHEARD_CAP. A standby, waiting for a sender
+  lock, asks for it every quarter of `sender_hold`: it takes over within a quarter more than the hold.
 - One active sender per channel credential (bot.leases), so a provider's limit holds across processes;
   the hold is asked again right before each send, so a sender that froze and lost it sends nothing more.
 - Results are recorded in batches, one transaction for whatever finished meanwhile (bot.outbound.results);
@@ -40,6 +47,7 @@ from bot.outbound import claims, recovery
 from bot.outbound.claims import Claimed
 from bot.outbound.counts import Counts as Counts
 from bot.outbound.results import NOT_REACHABLE, Recorder
+from bot.outbound.wakeup import Doorbell
 from bot.ratelimit import PerChatGap, TokenBucket
 from bot.senders import Failed, Outgoing, RetryLater, Sender, SendResult
 from bot.store.crypto import Vault
@@ -52,6 +60,8 @@ DATABASE_RETRY = 2.0  # seconds between attempts while the database does not ans
 SLOT_SECONDS = 2.0  # a channel claims no more than it may send in this long...
 AHEAD_SECONDS = 0.25  # ...nor, past `concurrency` rows, more than it sends in this long (in doubt at a crash)
 CLAIM_SHARE = 4  # a busy channel claims again once this share (a quarter) of its slots is free
+UNHEARD_CAP = 2.0  # seconds: the longest an idle dispatcher that cannot hear other processes sleeps
+DUE_MARGIN = 0.001  # seconds past a row's time before looking (the loop's timers may fire a hair early)
 
 
 @dataclass(frozen=True)
@@ -75,7 +85,8 @@ class Dispatcher:
     lease: timedelta = timedelta(seconds=60)
     sender_hold: timedelta = timedelta(seconds=DEFAULT_HOLD)  # a frozen active sender loses its lock after
     concurrency: int = 16  # sends on the wire at once, per channel
-    poll_interval: float = 0.2
+    poll_interval: float = 10.0  # seconds between looks at the table when nothing wakes it
+    unheard_interval: float = 0.2  # ...and the first of them while writes elsewhere cannot wake it
     rng: random.Random = field(default_factory=random.Random)
     name: str = field(default_factory=lambda: f"dispatcher-{uuid4().hex[:8]}")
     counts: Counts = field(default_factory=Counts)
@@ -91,6 +102,7 @@ class Dispatcher:
     _unrecovered: set[Channel] = field(default_factory=set, init=False)
     _texts: dict[int, bytes] = field(default_factory=dict, init=False)  # sealed once, never changed
     _wake: asyncio.Event = field(default_factory=asyncio.Event, init=False)
+    _due: dict[Channel, datetime] = field(default_factory=dict, init=False)  # each channel's next row later
     _recorder: Recorder = field(init=False)
 
     def __post_init__(self) -> None:
@@ -127,17 +139,22 @@ class Dispatcher:
         held: set[Channel] = set()
         tidied = self.clock()
         stopping = asyncio.create_task(self._wake_on(stop))
+        bell = Doorbell(self.engine, rung=self._wake)
+        unheard = self.unheard_interval  # grows while looks find nothing
         try:
             held = await self._hold_locks(held)
             waiting = sorted(set(self._locks) - held)
             log.info("%s: running; waiting for the sender lock of: %s", self.name, ", ".join(waiting) or "-")
             while not stop.is_set():
+                await bell.listen()  # at once if it is not listening (first, or its connection dropped)
                 held = await self._hold_locks(held)
                 if self.clock() - tidied > HOUSEKEEPING:
                     tidied = self.clock()
                     await self._tidy(held)
+                    await bell.check()
+                self._wake.clear()  # before looking: a wake that comes while it looks is not lost
                 try:
-                    more = await self._claim_round(held)
+                    more, claimed = await self._claim_round(held)
                 except Exception as exc:  # the database is away: keep trying, never stop sending for good
                     log.warning("cannot claim messages (%s); trying again", type(exc).__name__)
                     with contextlib.suppress(TimeoutError):
@@ -145,33 +162,53 @@ class Dispatcher:
                     continue
                 if more:
                     continue  # a channel has room and may have more waiting: claim again at once
-                self._wake.clear()
-                with contextlib.suppress(TimeoutError):  # until slots free, or time to look again
-                    await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+                if claimed:
+                    unheard = self.unheard_interval
+                sleep = self._sleep(held, bell, unheard)
+                try:  # until woken (rows written, slots free, a stop), the next row's time, or a look
+                    await asyncio.wait_for(self._wake.wait(), sleep)
+                except TimeoutError:
+                    unheard = min(UNHEARD_CAP, unheard * 2)
         finally:
             stopping.cancel()
             if self._in_flight:
                 await asyncio.wait(self._in_flight)
             for lock in self._locks.values():
                 await lock.release()
+            await bell.close()
             log.info("dispatcher stopped: %s", self.counts)
+
+    def _sleep(self, held: set[Channel], bell: Doorbell, unheard: float) -> float:
+        """How long an idle dispatcher may sleep unless woken."""
+        sleep = self.poll_interval if bell.hears else min(self.poll_interval, unheard)
+        if (again := bell.tries_again_in()) is not None:  # to listen again as soon as it may
+            sleep = min(sleep, again)
+        if held != set(self._locks):  # a standby asks for the sender locks as often as a holder renews
+            sleep = min(sleep, self.sender_hold.total_seconds() / 4)
+        due = min((self._due[channel] for channel in held if channel in self._due), default=None)
+        if due is not None:  # the next row held or retried later may leave then
+            sleep = min(sleep, max(0.0, (due - self.clock()).total_seconds()) + DUE_MARGIN)
+        return sleep
 
     async def _wake_on(self, stop: asyncio.Event) -> None:
         await stop.wait()
         self._wake.set()
 
-    async def _claim_round(self, held: set[Channel]) -> bool:
-        """Claim for each channel with room for a batch; whether one may claim more at once."""
-        more = False
+    async def _claim_round(self, held: set[Channel]) -> tuple[bool, bool]:
+        """Claim for each channel with room for a batch; whether one may claim more at once, and whether
+        anything was claimed."""
+        more = claimed = False
         for channel in sorted(held):
             room = self._room(channel)
             if room < self._batch[channel] and self._flying[channel]:
+                self._due.pop(channel, None)  # its sends finishing wake it; it looks again then
                 continue  # busy: wait until a batch's worth of slots is free
             rows = await self.claim({channel}, room)
             for row in rows:
                 self._start(row)
+            claimed = claimed or bool(rows)
             more = more or (bool(rows) and len(rows) == room and self._room(channel) >= self._batch[channel])
-        return more
+        return more, claimed
 
     def _room(self, channel: Channel) -> int:
         return self._slots.get(channel, 0) - len(self._flying.get(channel, ()))
@@ -243,6 +280,7 @@ class Dispatcher:
             now=self.clock(),
             lease=self.lease,
             texts=self._texts,
+            due=self._due,
         )
 
     async def _deliver(self, row: Claimed) -> None:

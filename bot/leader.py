@@ -10,7 +10,8 @@ and takes over the moment the leader's session ends: at once when the leader's p
 closes its connection), within `hold` seconds when it freezes or its host is cut off (the server ends the
 session that stopped renewing).
 Why not a lock per job: every worker would wake every round to find the work taken, and each standby
-dispatcher would ask for its sender locks five times a second.
+dispatcher would ask for its sender locks again and again. The leader itself sleeps when there is nothing
+to do: its dispatcher is woken by the database when a row is written (bot.outbound.wakeup).
 
 SQLite: one process per database file (`hamroh serve` refuses more workers), which always leads.
 

@@ -4,6 +4,9 @@ A claim is one transaction of two statements: the ids that may leave now (FOR UP
 PostgreSQL, so dispatchers never wait for each other's rows), then one UPDATE that marks them "sending"
 and returns what sending needs. A bulk row of an announcement carries no address or body: her contact's
 sealed address and the announcement's sealed text are read in the same transaction.
+
+A claim that finds fewer rows than it may take also says when the next row not yet due will be (held for
+her safe hours, retried after a backoff): the dispatcher sleeps until then, or until it is woken.
 """
 
 from __future__ import annotations
@@ -78,10 +81,13 @@ async def claim(
     now: datetime,
     lease: timedelta,
     texts: MutableMapping[int, bytes],
+    due: MutableMapping[Channel, datetime] | None = None,
 ) -> list[Claimed]:
     """Take up to `limit` rows that may leave now for `name`, replies first, in the order they leave.
 
     `texts` caches announcements' sealed texts across claims: each is sealed once and never changes.
+    With `due`, a claim that finds fewer than `limit` rows sets there, for each of `channels`, the earliest
+    time a queued row that may not leave yet may (or removes the channel when none waits).
     """
     if limit <= 0 or not channels:
         return []
@@ -90,6 +96,13 @@ async def claim(
         connection = await db.connection()
         query = _waiting(channels, limit, now, lock=not is_sqlite(engine))
         ids = list((await connection.execute(query)).scalars())
+        if due is not None and len(ids) < limit:
+            for channel in channels:
+                after = (await connection.execute(_next_due(channel, now))).scalar()
+                if after is None:
+                    due.pop(channel, None)
+                else:
+                    due[channel] = after
         if not ids:
             return []
         marked = (
@@ -117,6 +130,14 @@ async def claim(
         rows = [Claimed(*row) for row in (await connection.execute(marked)).all()]
         rows = await _with_bulk_parts(connection, rows, texts)
     return sorted(rows, key=lambda r: (r.priority, r.id))
+
+
+def _next_due(channel: Channel, now: datetime) -> sa.Select[Any]:
+    """When the first queued row of `channel` not due yet is: one step along ix_outbox_pending."""
+    table = _outbox()
+    return sa.select(sa.func.min(table.c.next_attempt_at)).where(
+        table.c.status == outbox.QUEUED, table.c.next_attempt_at > now, table.c.channel == channel
+    )
 
 
 async def _with_bulk_parts(
