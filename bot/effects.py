@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
-from sqlmodel import col, select
+from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot import outbox
@@ -31,27 +32,29 @@ from bot.conversation.model import (
 )
 from bot.store import ChatMessage, Contact, Delivery, OutboxMessage, RequestLogEntry, erase
 from bot.store.crypto import Vault
+from bot.store.turns import Her, TurnDb, direct
 
 CLEARABLE = timedelta(hours=48)  # Telegram lets a bot delete messages of the last 48 hours only
 TWILIO_SID = re.compile(r"(SM|MM)[0-9a-fA-F]{32}")
 
 
 async def apply(
-    db: AsyncSession,
+    db: TurnDb,
     vault: Vault,
-    contact: Contact,
+    her: Her,
     events: Sequence[Event],
     *,
     channel: Channel,
     session: Session,
     now: datetime,
     simulated: bool = False,
-) -> None:
-    """Record what happened: topics and escalations (anonymously), cases, commands to the channel."""
-    assert contact.id is not None
+) -> list[dict[str, Any]]:
+    """Record what happened: topics and escalations (anonymously). Returns the commands to her channel it
+    decided (outbox values, to leave before the turn's replies)."""
     hour = now.replace(minute=0, second=0, microsecond=0)
 
     log: list[dict[str, object]] = []
+    commands: list[dict[str, Any]] = []
 
     def logged(topic: str) -> None:
         log.append(
@@ -61,7 +64,7 @@ async def apply(
                 "channel": channel,
                 "lang": session.lang,
                 "district": session.district,
-                "pseudonym": contact.pseudonym,
+                "pseudonym": her.pseudonym,
             }
         )
 
@@ -72,13 +75,13 @@ async def apply(
             case EscalationRequested(queue=queue):
                 logged(f"escalation.{queue}")  # the case itself is opened by the service
             case ClearChatRequested() if channel == "telegram":
-                ids = await clearable_message_ids(db, contact.id, now)
-                db.add(
-                    outbox.row(
+                ids = await clearable_message_ids(db, her.id, now)
+                commands.append(
+                    outbox.values(
                         vault,
-                        contact_id=contact.id,
+                        contact_id=her.id,
                         channel=channel,
-                        sealed_address=contact.address,
+                        sealed_address=her.address,
                         body={"op": "clear_chat", "message_ids": ids},
                         now=now,
                         kind="command",
@@ -86,8 +89,14 @@ async def apply(
                     )
                 )
 
-    if log:  # Core, in one statement: most turns open a topic, and the ORM would flush each row
-        await db.exec(_LOG, params=log)
+    if log:  # one statement: most turns open a topic
+        await db.run(_LOG, log)
+    return commands
+
+
+def store_decides_on(events: Sequence[Event]) -> bool:
+    """Whether `store_decides` has anything to do for these events (most turns: no)."""
+    return any(isinstance(e, NewsChanged | EnrolRequested | CancelRequested) for e in events)
 
 
 async def store_decides(
@@ -135,14 +144,14 @@ async def store_decides(
     return tuple(replies), closed
 
 
-async def clearable_message_ids(db: AsyncSession, contact_id: int, now: datetime) -> list[int]:
+async def clearable_message_ids(db: TurnDb, contact_id: int, now: datetime) -> list[int]:
     """Her chat's message ids (hers and the bot's) from the last 48 hours, oldest first."""
     query = (
-        select(ChatMessage.message_id)
-        .where(ChatMessage.contact_id == contact_id, col(ChatMessage.at) > now - CLEARABLE)
-        .order_by(col(ChatMessage.message_id))
+        sa.select(_CHAT.c.message_id)
+        .where(_CHAT.c.contact_id == contact_id, _CHAT.c.at > now - CLEARABLE)
+        .order_by(_CHAT.c.message_id)
     )
-    return list((await db.exec(query)).all())
+    return list((await db.run(query, {})).scalars())
 
 
 async def erase_her(
@@ -193,10 +202,11 @@ async def erase_her(
         )
 
 
-_LOG = sa.insert(RequestLogEntry.__table__)  # type: ignore[attr-defined]
-_REMEMBER = sa.insert(ChatMessage.__table__)  # type: ignore[attr-defined]  # Core: every Telegram turn runs it
+_CHAT = ChatMessage.__table__  # type: ignore[attr-defined]
+_LOG = direct(sa.insert(RequestLogEntry.__table__))  # type: ignore[attr-defined]
+_REMEMBER = direct(sa.insert(_CHAT))  # every Telegram turn runs it
 
 
-async def remember_message(db: AsyncSession, contact_id: int, message_id: int, now: datetime) -> None:
+async def remember_message(db: TurnDb, contact_id: int, message_id: int, now: datetime) -> None:
     """Keep a Telegram message id of her chat for 48 hours, so "Clear this chat" can delete it."""
-    await db.exec(_REMEMBER, params={"contact_id": contact_id, "message_id": message_id, "at": now})
+    await db.run(_REMEMBER, {"contact_id": contact_id, "message_id": message_id, "at": now})

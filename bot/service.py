@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -45,9 +45,9 @@ from bot.conversation.model import (
     Turn,
     WroteToCase,
 )
-from bot.store import Case, Contact, Delivery, turns
+from bot.store import Case, Delivery, turns
 from bot.store.crypto import Vault, normalise_address
-from bot.store.db import transaction
+from bot.store.turns import Her, TurnDb
 
 DANGER_QUEUE = "support"  # where an urgent case opened by her words waits (priority says it is urgent)
 
@@ -119,78 +119,89 @@ class Hamroh:
 
     async def _once(self, inbound: Inbound, address: str) -> Outcome:
         try:
-            async with transaction(self.engine) as db:
+            async with turns.turn_transaction(self.engine) as db:
                 return await self._turn(db, inbound, address)
         except _Duplicate:  # rolled back: a redelivery leaves nothing, not even a contact made for it
             return Outcome(duplicate=True)
 
-    async def _turn(self, db: AsyncSession, inbound: Inbound, address: str) -> Outcome:
+    async def _turn(self, db: TurnDb, inbound: Inbound, address: str) -> Outcome:
         now = self.clock()
-        contact, stored = await self._contact(db, inbound.channel, address, now)
-        assert contact.id is not None
+        her, stored = await self._her(db, inbound.channel, address, now)
         if inbound.provider_id is not None and not await turns.record_delivery(
-            db, channel=inbound.channel, provider_id=inbound.provider_id, contact_id=contact.id, now=now
+            db, channel=inbound.channel, provider_id=inbound.provider_id, contact_id=her.id, now=now
         ):
             raise _Duplicate
         session = Session.from_json(json.loads(stored)) if stored is not None else Session()
-        courses = await self.courses.get(db)
-        case = await intake.open_case_of(db, contact)
-        if contact.safe_hours is not None:  # only then can anything be held for her
-            await deliver.release_held(db, contact.id, now)  # her writing releases what waited
+        courses = await self.courses.get(db.session)
+        case = None
+        if her.may_have_case:  # set when a case opened for her: most turns are not in one
+            case = await intake.open_case_of(await db.session(), her.id)
+            if case is None:  # staff closed it since her last turn
+                her.change("may_have_case", False)
+        if her.safe_hours is not None:  # only then can anything be held for her
+            await deliver.release_held(await db.session(), her.id, now)  # her writing releases what waited
         inp = Input(inbound.text, inbound.button, inbound.media, inbound.channel)
         seen_case, counsellors = intake.as_seen_by_engine(case), self.counsellors(now)
         read_for: tuple[int | None] | None = None  # the course whose places were read; None: nothing read
         if catalogue.needs_live(self.flows, session.node):  # her numbers pick from what those figures show
             read_for = (session.course,)
-            courses = await catalogue.with_live(db, courses, contact_id=contact.id, course_id=session.course)
+            live = await db.session()
+            courses = await catalogue.with_live(live, courses, contact_id=her.id, course_id=session.course)
         turn = step(self.flows, session, inp, now, courses=courses, case=seen_case, counsellors=counsellors)
         if catalogue.needs_live(self.flows, turn.session.node) and read_for != (turn.session.course,):
             # The screen she goes to shows places left or her standing: read them, and show it with them.
             course_id = turn.session.course
-            courses = await catalogue.with_live(db, courses, contact_id=contact.id, course_id=course_id)
+            live = await db.session()
+            courses = await catalogue.with_live(live, courses, contact_id=her.id, course_id=course_id)
             turn = step(
                 self.flows, session, inp, now, courses=courses, case=seen_case, counsellors=counsellors
             )
         if any(isinstance(e, EraseRequested) for e in turn.events):
-            await effects.erase_her(db, self.vault, contact, address, now, flows=self.flows)
+            await turns.save_contact(db, her)
+            orm = await db.session()
+            await effects.erase_her(orm, self.vault, await db.contact(her), address, now, flows=self.flows)
             if inbound.provider_id is not None:  # still drop a redelivery of this very message
-                db.add(Delivery(channel=inbound.channel, provider_id=inbound.provider_id, received_at=now))
+                orm.add(Delivery(channel=inbound.channel, provider_id=inbound.provider_id, received_at=now))
             ids = await self._queue(db, None, inbound, address, turn, now, ephemeral=True)
             return Outcome(duplicate=False, contact_id=None, outbox_ids=ids, events=turn.events)
-        await self._save(db, contact, turn, now)
-        case = await self._cases(db, contact, case, session, inbound, turn, now)
+        await self._save(db, her, turn, now)
+        case = await self._cases(db, her, case, session, inbound, turn, now)
         if inbound.message_id is not None and inbound.channel == "telegram":
-            await effects.remember_message(db, contact.id, inbound.message_id, now)
-        await effects.apply(
+            await effects.remember_message(db, her.id, inbound.message_id, now)
+        commands = await effects.apply(
             db,
             self.vault,
-            contact,
+            her,
             turn.events,
             channel=inbound.channel,
             session=turn.session,
             now=now,
             simulated=inbound.simulated,
         )
-        decided, closed = await effects.store_decides(
-            db,
-            self.vault,
-            self.flows,
-            contact,
-            turn.events,
-            session=turn.session,
-            courses=courses,
-            channel=inbound.channel,
-            address=address,
-            now=now,
-        )
+        decided: tuple[Reply, ...] = ()
+        closed = False
+        if effects.store_decides_on(turn.events):
+            decided, closed = await effects.store_decides(
+                await db.session(),
+                self.vault,
+                self.flows,
+                await db.contact(her),
+                turn.events,
+                session=turn.session,
+                courses=courses,
+                channel=inbound.channel,
+                address=address,
+                now=now,
+            )
         if closed:
             self.courses.forget()  # a course closed since it was read: list what is open now
         turn = replace(turn, replies=turn.replies + decided)
-        ids = await self._queue(db, contact.id, inbound, address, turn, now)
+        ids = await self._queue(db, her.id, inbound, address, turn, now, commands=commands)
         if case is not None:  # what the bot told her belongs to the transcript the counsellor reads
+            orm = await db.session()
             for reply in turn.replies:
-                transcript.add(db, self.vault, case=case, author="bot", text=reply.text, now=now)
-        return Outcome(duplicate=False, contact_id=contact.id, outbox_ids=ids, events=turn.events)
+                transcript.add(orm, self.vault, case=case, author="bot", text=reply.text, now=now)
+        return Outcome(duplicate=False, contact_id=her.id, outbox_ids=ids, events=turn.events)
 
     def counsellors(self, now: datetime) -> Counsellors:
         """Whether counsellors answer now, and when they are back (her time, "09:00") if not."""
@@ -201,8 +212,8 @@ class Hamroh:
 
     async def _cases(
         self,
-        db: AsyncSession,
-        contact: Contact,
+        db: TurnDb,
+        her: Her,
         case: Case | None,
         before: Session,
         inbound: Inbound,
@@ -216,8 +227,8 @@ class Hamroh:
             match event:
                 case EscalationRequested(queue=queue, reason=reason, priority=priority):
                     case, raised = await intake.open_or_raise(
-                        db,
-                        contact=contact,
+                        await db.session(),
+                        contact=await db.contact(her),
                         case=case,
                         queue=queue,
                         category=reason,
@@ -228,8 +239,8 @@ class Hamroh:
                     urgent_now = urgent_now or raised
                 case DangerDetected(category=category):
                     case, raised = await intake.open_or_raise(
-                        db,
-                        contact=contact,
+                        await db.session(),
+                        contact=await db.contact(her),
                         case=case,
                         queue=DANGER_QUEUE,
                         category=category,
@@ -240,19 +251,22 @@ class Hamroh:
                     urgent_now = urgent_now or raised
                 case WroteToCase(text=text) if case is not None:
                     media = inbound.media_ref if inbound.media else None
-                    await intake.her_words(db, self.vault, case=case, text=text, media=media, now=now)
+                    orm = await db.session()
+                    await intake.her_words(orm, self.vault, case=case, text=text, media=media, now=now)
                     if case.status == "waiting":
                         case.acknowledged = True  # the engine has told her once; it will not again
                 case CaseLeft() if case is not None:
-                    why = "She left the chat." if not contact.opted_out else "She stopped all messages."
-                    await intake.close_by_system(db, self.vault, case=case, outcome="left", why=why, now=now)
+                    why = "She left the chat." if not her.opted_out else "She stopped all messages."
+                    orm = await db.session()
+                    await intake.close_by_system(orm, self.vault, case=case, outcome="left", why=why, now=now)
                     case = None
                 case SafeHoursSet(hours=hours):
-                    contact.safe_hours = hours
-                    db.add(contact)
+                    her.change("safe_hours", hours)
+                    await turns.save_contact(db, her)
         if urgent_now and case is not None:
             text = alerts.NEW_URGENT.format(id=case.id)
-            await alerts.alert(db, self.vault, case=case, text=text, staff_chat=self.staff_chat, now=now)
+            orm = await db.session()
+            await alerts.alert(orm, self.vault, case=case, text=text, staff_chat=self.staff_chat, now=now)
         return case
 
     def _topics(self, session: Session) -> list[str]:
@@ -260,49 +274,46 @@ class Hamroh:
         refs = (*session.history, session.node or "")
         return [topic for ref in refs if (node := self.flows.nodes.get(ref)) and (topic := node.topic)]
 
-    async def _contact(
-        self, db: AsyncSession, channel: Channel, address: str, now: datetime
-    ) -> tuple[Contact, str | None]:
+    async def _her(self, db: TurnDb, channel: Channel, address: str, now: datetime) -> tuple[Her, str | None]:
         """Her contact, locked for the turn (made on her first message), and her stored session."""
         fingerprint = self.vault.fingerprint(address)
-        contact, stored = await turns.her_contact_and_session(db, fingerprint)
+        her, stored = await turns.her_contact_and_session(db, fingerprint)
         month = now.strftime("%Y-%m")
-        if contact is None:
-            contact = Contact(
-                channel=channel,
-                fingerprint=fingerprint,
-                address=self.vault.seal(address),
-                pseudonym=self.new_token(),
-                pseudonym_month=month,
-                created_at=now,
-            )
-            db.add(contact)
-            await db.flush()
-        elif contact.pseudonym_month != month:
+        if her is None:
+            values = {
+                "channel": channel,
+                "fingerprint": fingerprint,
+                "address": self.vault.seal(address),
+                "lang": None,
+                "district": None,
+                "script": "cyrillic",
+                "subscribed": False,
+                "opted_out": False,
+                "safe_hours": None,
+                "may_have_case": False,
+                "pseudonym": self.new_token(),
+                "pseudonym_month": month,
+                "created_at": now,
+            }
+            return await turns.new_contact(db, values), None
+        if her.pseudonym_month != month:
             # A new month, a new pseudonym: request-log rows of past months can no longer be linked to her.
-            contact.pseudonym, contact.pseudonym_month = self.new_token(), month
-            db.add(contact)
-        return contact, stored
+            her.change("pseudonym", self.new_token())
+            her.change("pseudonym_month", month)
+        return her, stored
 
-    async def _save(self, db: AsyncSession, contact: Contact, turn: Turn, now: datetime) -> None:
-        assert contact.id is not None
+    async def _save(self, db: TurnDb, her: Her, turn: Turn, now: datetime) -> None:
+        """Her session, and what she settled (language, district, letters, news, a stop) on her contact."""
         session = turn.session
         encoded = json.dumps(session.to_json(), ensure_ascii=False)
-        await turns.save_session(db, contact_id=contact.id, state=encoded, now=now)
-        settled = {
-            "lang": session.lang,
-            "district": session.district,
-            "script": session.script,
-            "subscribed": session.subscribed,
-            "opted_out": session.opted_out,
-        }
-        for name, value in settled.items():
-            if getattr(contact, name) != value:  # an unchanged contact leaves the flush nothing to do
-                setattr(contact, name, value)
+        await turns.save_session(db, contact_id=her.id, state=encoded, now=now)
+        for name in turns.SETTLED:
+            her.change(name, getattr(session, name))
+        await turns.save_contact(db, her)  # before any step that reads her contact through the ORM
 
     async def _queue(
         self,
-        db: AsyncSession,
+        db: TurnDb,
         contact_id: int | None,
         inbound: Inbound,
         address: str,
@@ -310,23 +321,25 @@ class Hamroh:
         now: datetime,
         *,
         ephemeral: bool = False,
+        commands: Sequence[dict[str, Any]] = (),
     ) -> tuple[int, ...]:
         if turn.session.opted_out and not any(isinstance(e, OptedOut) for e in turn.events):
             turn = replace(turn, replies=())  # nothing is sent to her after a stop word but its confirmation
         sealed = self.vault.seal(address)
-        answer = []
+        first = list(commands)
         if inbound.callback_query_id is not None:  # first, so her button stops spinning before the reply
-            answer = [
+            first.insert(
+                0,
                 telegram.answer_row(
                     self.vault,
                     contact_id=contact_id,
                     address=address,
                     callback_query_id=inbound.callback_query_id,
                     now=now,
-                )
-            ]
+                ),
+            )
         rows = [
-            outbox.row(
+            outbox.values(
                 self.vault,
                 contact_id=contact_id,
                 channel=inbound.channel,
@@ -338,7 +351,7 @@ class Hamroh:
             )
             for reply in turn.replies
         ]
-        return await turns.add_outbox(db, answer + rows)
+        return await turns.add_outbox(db, first + rows)
 
 
 def wire(channel: Channel, reply: Reply, session: Session) -> dict[str, Any]:

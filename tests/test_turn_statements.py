@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import asyncpg
 import pytest
+import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 from sqlmodel import select
 
+from bot import outbox
 from bot.conversation.flows import FlowSet
 from bot.service import Hamroh, Inbound, count_rows
-from bot.store import Contact, ConversationState, Delivery, OutboxMessage, turns
+from bot.store import ChatMessage, Contact, ConversationState, Delivery, OutboxMessage, turns
 from bot.store.crypto import Vault, normalise_address
 from bot.store.db import create_engine, transaction
 from tests.conftest import Clock, Tokens
@@ -24,10 +27,9 @@ async def test_a_delivery_is_recorded_once_and_a_session_written_whether_new_or_
 ) -> None:
     await small_hamroh.handle(Inbound("sms", PHONE, "hi", provider_id="SM1"))
     fingerprint = small_hamroh.vault.fingerprint(normalise_address("sms", PHONE))
-    async with transaction(small_hamroh.engine) as db:
+    async with turns.turn_transaction(small_hamroh.engine) as db:
         contact, state = await turns.her_contact_and_session(db, fingerprint)
         assert contact is not None
-        assert contact.id is not None
         assert state is not None
         assert not await turns.record_delivery(
             db, channel="sms", provider_id="SM1", contact_id=contact.id, now=clock()
@@ -110,5 +112,77 @@ async def test_connections_the_server_dropped_fail_one_turn_and_the_next_lands(
         assert (await hamroh.handle(message)).duplicate
         async with transaction(engine) as db:
             assert await count_rows(db, Delivery) == 1
+    finally:
+        await engine.dispose()
+
+
+async def test_her_first_messages_at_once_make_one_contact_and_every_one_lands(small_hamroh: Hamroh) -> None:
+    # Both turns find no contact and make one; the unique fingerprint stops the second, whose turn rolls
+    # back and runs again, finding hers (on PostgreSQL the error comes from asyncpg, not SQLAlchemy).
+    results = await asyncio.gather(
+        *(small_hamroh.handle(Inbound("sms", PHONE, "hi", provider_id=f"f{n}")) for n in range(4))
+    )
+    assert not any(r.duplicate for r in results)
+    assert len({r.contact_id for r in results}) == 1
+    async with transaction(small_hamroh.engine) as db:
+        assert await count_rows(db, Contact) == 1
+        assert await count_rows(db, Delivery) == 4
+
+
+async def test_outbox_rows_of_one_insert_are_as_the_model_makes_them_and_in_the_order_given(
+    small_hamroh: Hamroh, clock: Clock
+) -> None:
+    vault = small_hamroh.vault
+    made = [
+        outbox.values(
+            vault,
+            contact_id=None,
+            channel="sms",
+            sealed_address=vault.seal("+992901234567"),
+            body={"text": f"reply {n}"},
+            now=clock(),
+            kind="command" if n == 1 else "reply",
+        )
+        for n in range(5)
+    ]
+    async with turns.turn_transaction(small_hamroh.engine) as db:
+        await turns.her_contact_and_session(db, "nobody")  # a turn's first statement begins its transaction
+        ids = await turns.add_outbox(db, made)
+    assert list(ids) == sorted(ids)
+    async with transaction(small_hamroh.engine) as db:
+        rows = {row.id: row for row in (await db.exec(select(OutboxMessage))).all()}
+    model = OutboxMessage(**made[0])  # the defaults of every column not given
+    for n, row_id in enumerate(ids):
+        row = rows[row_id]
+        assert json.loads(vault.open(row.body)) == {"text": f"reply {n}"}
+        assert row.kind == ("command" if n == 1 else "reply")
+        for name in ("priority", "status", "ephemeral", "attempts", "held", "in_doubt", "provider_id"):
+            assert getattr(row, name) == getattr(model, name), name
+        assert row.next_attempt_at == clock()
+
+
+@pytest.mark.postgres
+async def test_on_postgresql_a_turn_sends_one_statement_through_sqlalchemy_and_the_rest_directly(
+    postgres_url: str, small_flows: FlowSet, vault: Vault, clock: Clock
+) -> None:
+    """SQLAlchemy begins the transaction with her contact's SELECT; the rest go to asyncpg as compiled once.
+    A statement that fell back to SQLAlchemy (its compiled form refused) would show here."""
+    engine = create_engine(postgres_url)
+    through_sqlalchemy: list[str] = []
+    sa.event.listen(engine.sync_engine, "before_cursor_execute", lambda *a: through_sqlalchemy.append(a[2]))
+    hamroh = Hamroh(engine=engine, flows=small_flows, vault=vault, clock=clock, new_token=Tokens())
+    try:
+        await hamroh.handle(Inbound("telegram", "5551234", "hi", provider_id="u1", message_id=7))
+        clock.advance(days=40)  # a new month: her contact changes too (a new pseudonym)
+        through_sqlalchemy.clear()
+        await hamroh.handle(Inbound("telegram", "5551234", "1", provider_id="u2", message_id=8))
+        first, *others = through_sqlalchemy
+        assert first.lstrip().startswith("SELECT contacts.id")
+        assert all("FROM courses" in sql for sql in others)  # read once a minute (a month has passed)
+        async with transaction(engine) as db:
+            assert await count_rows(db, ChatMessage) == 2
+            (contact,) = (await db.exec(select(Contact))).all()
+            assert contact.pseudonym_month == clock().strftime("%Y-%m")
+            assert await count_rows(db, Delivery) == 2
     finally:
         await engine.dispose()

@@ -4,7 +4,7 @@ with every enrolment (places left, her own standing) read only for the screens t
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -50,10 +50,11 @@ class CourseCache:
     _courses: tuple[tuple[Course, datetime | None], ...] = ()
     _read_at: datetime | None = None
 
-    async def get(self, db: AsyncSession) -> tuple[Course, ...]:
-        """The courses open for enrolment, from memory when read recently."""
+    async def get(self, session: Callable[[], Awaitable[AsyncSession]]) -> tuple[Course, ...]:
+        """The courses open for enrolment, from memory when read recently (`session` gives one to read)."""
         now = self.clock()
         if self._read_at is None or now - self._read_at > self.ttl:
+            db = await session()
             rows = (await db.exec(select(CourseRow).where(CourseRow.active))).all()
             ordered = sorted(rows, key=lambda r: (r.starts_on is None, r.starts_on, r.id))
             self._courses = tuple((as_seen(r), enrolment.starts_at(r)) for r in ordered)

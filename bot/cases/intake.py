@@ -24,16 +24,10 @@ URGENT, NORMAL = "urgent", "normal"
 RANK = {URGENT: 0, NORMAL: 1}
 
 
-async def open_case_of(db: AsyncSession, contact: Contact) -> Case | None:
+async def open_case_of(db: AsyncSession, contact_id: int) -> Case | None:
     """Her waiting or active case, if she has one (at most one: a unique index holds it)."""
-    if not contact.may_have_case:
-        return None
-    query = select(Case).where(Case.contact_id == contact.id, col(Case.status).in_(OPEN_STATUSES))
-    case = (await db.exec(query)).first()
-    if case is None:  # staff closed it since her last turn
-        contact.may_have_case = False
-        db.add(contact)
-    return case
+    query = select(Case).where(Case.contact_id == contact_id, col(Case.status).in_(OPEN_STATUSES))
+    return (await db.exec(query)).first()
 
 
 def as_seen_by_engine(case: Case | None) -> OpenCase | None:

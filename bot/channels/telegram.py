@@ -32,7 +32,6 @@ from bot.conversation.model import MENU_KEY, Channel, Reply
 from bot.conversation.text import split_for_telegram
 from bot.logs import redact
 from bot.senders import Failed, Outgoing, RetryLater, SendResult, Sent
-from bot.store import OutboxMessage
 from bot.store.crypto import Vault
 
 # python-telegram-bot 22 warns (a DeprecationWarning) each time it builds a RetryAfter unless the program
@@ -61,12 +60,13 @@ def render(reply: Reply) -> dict[str, Any]:
 
 def answer_row(
     vault: Vault, *, contact_id: int | None, address: str, callback_query_id: str, now: datetime
-) -> OutboxMessage:
-    """An outbox command that answers a pressed button, so her app stops showing it as loading.
+) -> dict[str, Any]:
+    """An outbox command (`bot.outbox.values`) that answers a pressed button, so her app stops showing it
+    as loading.
 
     Ephemeral: once Telegram took it, nothing of it is worth keeping (and it holds her sealed chat id).
     """
-    return outbox.row(
+    return outbox.values(
         vault,
         contact_id=contact_id,
         channel="telegram",

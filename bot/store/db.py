@@ -104,16 +104,21 @@ _sqlite_writers: weakref.WeakKeyDictionary[Engine, asyncio.Lock] = weakref.WeakK
 
 
 @asynccontextmanager
-async def transaction(engine: AsyncEngine) -> AsyncIterator[AsyncSession]:
-    """One unit of work: committed when the block ends, rolled back entirely if it raises.
+async def one_writer(engine: AsyncEngine) -> AsyncIterator[None]:
+    """On SQLite, wait for the writers before this one; elsewhere, nothing.
 
     SQLite has one writer at a time; queueing writers here, in order, is far cheaper than letting them
     spin on SQLite's busy timeout, which sleeps and retries (seconds at the tail under load).
     """
-    if is_sqlite(engine):
-        lock = _sqlite_writers.setdefault(engine.sync_engine, asyncio.Lock())
-        async with lock, AsyncSession(engine, expire_on_commit=False) as session, session.begin():
-            yield session
+    if not is_sqlite(engine):
+        yield
         return
-    async with AsyncSession(engine, expire_on_commit=False) as session, session.begin():
+    async with _sqlite_writers.setdefault(engine.sync_engine, asyncio.Lock()):
+        yield
+
+
+@asynccontextmanager
+async def transaction(engine: AsyncEngine) -> AsyncIterator[AsyncSession]:
+    """One unit of work: committed when the block ends, rolled back entirely if it raises."""
+    async with one_writer(engine), AsyncSession(engine, expire_on_commit=False) as session, session.begin():
         yield session

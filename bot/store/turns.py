@@ -1,37 +1,62 @@
-"""The statements every turn runs, as SQLAlchemy Core over the SQLModel tables, each built once.
+"""A turn's transaction and the statements every turn runs, as SQLAlchemy Core over the SQLModel tables.
 
-A turn runs on every message she sends, so its statements are kept to the fewest round trips and the least
-ORM work: her contact and her session in one SELECT (her contact locked), the delivery recorded with
-INSERT ... ON CONFLICT DO NOTHING (the duplicate check and the record in one statement), and her session
-written with one upsert, the outbox rows in one multi-row insert. PostgreSQL and SQLite both speak these.
+A turn runs on every message she sends, so its common path is kept to the fewest round trips and no ORM
+work: her contact and her session in one SELECT (her contact locked), the delivery recorded with
+INSERT ... ON CONFLICT DO NOTHING (the duplicate check and the record in one statement), her session
+written with one upsert, what changed of her contact in one UPDATE, the outbox rows in one multi-row
+insert. The steps only some turns take (a case, a course, news, erasure) use an ORM session, made when the
+first of them asks for one and joined to the turn's connection and transaction. PostgreSQL and SQLite both
+speak these statements.
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from functools import cache
+from typing import Any, TypeVar
 
+import asyncpg
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlmodel import col, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from bot.store.db import one_writer
 from bot.store.tables import Contact, ConversationState, Delivery, OutboxMessage
 
+T = TypeVar("T")
+_made_once: dict[int, Any] = {}
+
+
+def direct(statement: T) -> T:
+    """Mark a statement made once (at import) as one a turn may run on asyncpg directly."""
+    _made_once[id(statement)] = statement
+    return statement
+
+
+_CONTACTS = Contact.__table__  # type: ignore[attr-defined]
 _DELIVERIES = Delivery.__table__  # type: ignore[attr-defined]
 _SESSIONS = ConversationState.__table__  # type: ignore[attr-defined]
 _OUTBOX = OutboxMessage.__table__  # type: ignore[attr-defined]
-_OUTBOX_COLUMNS = tuple(column.name for column in _OUTBOX.columns if column.name != "id")
 # One INSERT of every row, their ids returned in the order given (the order they will leave in).
-_OUTBOX_INSERT = sa.insert(_OUTBOX).returning(_OUTBOX.c.id, sort_by_parameter_order=True)
+_OUTBOX_INSERT = direct(sa.insert(_OUTBOX).returning(_OUTBOX.c.id, sort_by_parameter_order=True))
+_NEW_CONTACT = direct(sa.insert(_CONTACTS).returning(_CONTACTS.c.id))
+
+# What a turn reads of her contact, and may change.
+SETTLED = ("lang", "district", "script", "subscribed", "opted_out")
+_READ = ("id", *SETTLED, "address", "safe_hours", "may_have_case", "pseudonym", "pseudonym_month")
 
 # FOR UPDATE OF her contact only: two messages of hers at once take turns, so neither overwrites the other's
 # session (her session row may not exist yet, and the outer join's empty side cannot be locked).
-_HER = (
-    select(Contact, ConversationState.state)
-    .outerjoin(ConversationState, col(ConversationState.contact_id) == col(Contact.id))
-    .where(Contact.fingerprint == sa.bindparam("fingerprint"))
-    .with_for_update(of=Contact)
+_HER = direct(
+    sa.select(*(_CONTACTS.c[name] for name in _READ), _SESSIONS.c.state)
+    .select_from(_CONTACTS.outerjoin(_SESSIONS, _SESSIONS.c.contact_id == _CONTACTS.c.id))
+    .where(_CONTACTS.c.fingerprint == sa.bindparam("fingerprint"))
+    .with_for_update(of=_CONTACTS)
 )
 
 
@@ -52,49 +77,254 @@ def _session_upsert(module: Any) -> Any:
 
 
 _STATEMENTS = {
-    name: {"delivery": _delivery(module), "session": _session_upsert(module)}
+    name: {"delivery": direct(_delivery(module)), "session": direct(_session_upsert(module))}
     for name, module in (("postgresql", postgresql), ("sqlite", sqlite))
 }
 
 
-def _statement(db: AsyncSession, name: str) -> Any:
-    """The statement for the session's database (ON CONFLICT is spelt by each dialect's insert)."""
-    bind = db.bind
-    assert bind is not None  # a turn's session is always bound to the service's engine
-    return _STATEMENTS[bind.dialect.name][name]
+@dataclass
+class Her:
+    """Her contact as a turn reads it, and what the turn changed of it (written once, at `save_contact`)."""
+
+    id: int
+    address: bytes
+    lang: str | None
+    district: str | None
+    script: str
+    subscribed: bool
+    opted_out: bool
+    safe_hours: str | None
+    may_have_case: bool
+    pseudonym: str
+    pseudonym_month: str
+    changes: dict[str, Any] = field(default_factory=dict)
+
+    def change(self, name: str, value: Any) -> None:
+        """Set one of her columns; only a value that differs is written."""
+        if getattr(self, name) != value:
+            setattr(self, name, value)
+            self.changes[name] = value
 
 
-async def her_contact_and_session(db: AsyncSession, fingerprint: str) -> tuple[Contact | None, str | None]:
+class TurnDb:
+    """One turn's connection, inside its transaction: Core statements on it, and an ORM session on the
+    same transaction for the steps that need one (made on first use: most turns never do).
+
+    On PostgreSQL the turn's statements, once its first one has begun the transaction through SQLAlchemy,
+    go to asyncpg on the same connection and transaction as SQL compiled once from the same Core
+    statements: SQLAlchemy's execution costs a turn more CPU than the database does.
+    """
+
+    def __init__(self, connection: AsyncConnection) -> None:
+        self.connection = connection
+        self._session: AsyncSession | None = None
+        self._driver: Any = None  # asyncpg's connection, once the transaction has begun
+
+    @property
+    def dialect(self) -> str:
+        return self.connection.dialect.name
+
+    async def run(self, statement: Any, params: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> Any:
+        """Execute a Core statement with its parameters (a list of them: one statement of many rows)."""
+        if self._driver is not None:
+            direct = _direct(statement, self.connection.dialect, params)
+            if direct is not None:
+                return await direct.run(self._driver, params)
+        result = await self.connection.execute(statement, params)
+        if self._driver is None and self.dialect == "postgresql":  # the transaction has begun: go direct
+            self._driver = (await self.connection.get_raw_connection()).driver_connection
+        return result
+
+    async def session(self) -> AsyncSession:
+        """An ORM session on the turn's transaction: its writes commit or roll back with the turn's."""
+        if self._session is None:
+            self._session = AsyncSession(
+                bind=self.connection, expire_on_commit=False, join_transaction_mode="rollback_only"
+            )
+        return self._session
+
+    async def contact(self, her: Her) -> Contact:
+        """Her contact as an ORM object, for the steps that change it (write `her` first)."""
+        session = await self.session()
+        contact = await session.get(Contact, her.id)
+        assert contact is not None  # locked by this turn since it was read
+        return contact
+
+    async def flush(self) -> None:
+        """Write what the ORM session holds (before a statement that must come after it, and at the end)."""
+        if self._session is not None:
+            await self._session.flush()
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+class _Rows:
+    """What a direct statement returned, read as a turn reads SQLAlchemy's results."""
+
+    def __init__(self, records: list[Any]) -> None:
+        self._records = records
+
+    def first(self) -> Any:
+        return self._records[0] if self._records else None
+
+    def scalar_one(self) -> Any:
+        (record,) = self._records
+        return record[0]
+
+    def scalars(self) -> list[Any]:
+        return [record[0] for record in self._records]
+
+
+@dataclass(frozen=True)
+class _Direct:
+    """A Core statement compiled once to PostgreSQL's SQL, run by asyncpg with its parameters in order,
+    each converted as SQLAlchemy would convert it (`bind_processor`)."""
+
+    statement: Any  # kept, so the id it is cached under is never another statement's
+    sql: str
+    names: tuple[str, ...]
+    convert: tuple[Callable[[Any], Any] | None, ...]
+    fixed: Mapping[str, Any]  # the columns' defaults, for the columns not given
+    many: bool  # parameters are a list of rows (one INSERT of them all)
+    ordered: bool  # many rows RETURNING: put them back in the order given (by their id)
+
+    async def run(self, driver: Any, params: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> _Rows:
+        given: Mapping[str, Any]
+        if isinstance(params, Mapping):
+            given = params
+        else:
+            given = {f"r{n}_{key}": value for n, row in enumerate(params) for key, value in row.items()}
+        fixed = self.fixed
+        args = [
+            (value if convert is None else convert(value))
+            for name, convert in zip(self.names, self.convert, strict=True)
+            for value in (given[name] if name in given else fixed[name],)
+        ]
+        try:
+            records = await driver.fetch(self.sql, *args)
+        except asyncpg.IntegrityConstraintViolationError as exc:  # as SQLAlchemy says it: the turn retries
+            raise IntegrityError(self.sql, None, exc) from exc
+        if self.ordered:
+            records.sort(key=lambda record: record[0])  # ids are taken in the order the rows are given
+        return _Rows(records)
+
+
+_compiled: dict[tuple[int, int, tuple[str, ...]], _Direct | None] = {}
+
+
+def _direct(
+    statement: Any, dialect: Any, params: Mapping[str, Any] | Sequence[Mapping[str, Any]]
+) -> _Direct | None:
+    """The statement compiled for asyncpg (cached by statement, row count and keys given), or None where
+    SQLAlchemy must run it: a statement not made once (only those marked `direct` are compiled), or one
+    whose values SQLAlchemy would compute on the way (a default that is not a constant)."""
+    one = isinstance(params, Mapping)
+    many = 0 if one else len(params)
+    keys = tuple(params if isinstance(params, Mapping) else params[0])
+    key = (id(statement), many, keys)
+    if key in _compiled:
+        return _compiled[key]
+    if id(statement) not in _made_once:
+        return None
+    table = statement.table if isinstance(statement, sa.Insert) else None
+    defaults = {}  # an INSERT's columns not given: their constant defaults, given by us
+    if table is not None:
+        defaults = {
+            column.name: column.default.arg  # type: ignore[attr-defined]
+            for column in table.columns
+            if column.name not in keys and column.default is not None and column.default.is_scalar
+        }
+    named = (*keys, *defaults)
+    returns = [column["expr"] for column in getattr(statement, "returning_column_descriptions", ())]
+    if many:
+        assert table is not None  # a list of rows is for one INSERT of them all
+        rows = [{k: sa.bindparam(f"r{n}_{k}", type_=table.c[k].type) for k in named} for n in range(many)]
+        compiled = sa.insert(table).values(rows).returning(*returns).compile(dialect=dialect)
+        fixed = {f"r{n}_{k}": value for n in range(many) for k, value in defaults.items()}
+    else:
+        compiled = statement.compile(dialect=dialect, column_keys=list(named))
+        fixed = defaults
+    names = tuple(compiled.positiontup or ())
+    found = None
+    given = {f"r{n}_{k}" for n in range(many) for k in keys} if many else set(keys)
+    if all(name in given or name in fixed for name in names):  # else a value SQLAlchemy would compute
+        convert = tuple(
+            compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names
+        )
+        found = _Direct(
+            statement, compiled.string, names, convert, fixed, bool(many), many > 1 and bool(returns)
+        )
+    _compiled[key] = found
+    return found
+
+
+@asynccontextmanager
+async def turn_transaction(engine: AsyncEngine) -> AsyncIterator[TurnDb]:
+    """One turn: committed when the block ends, rolled back entirely if it raises."""
+    async with one_writer(engine), engine.begin() as connection:
+        db = TurnDb(connection)
+        try:
+            yield db
+            await db.flush()
+        finally:
+            await db.close()
+
+
+async def her_contact_and_session(db: TurnDb, fingerprint: str) -> tuple[Her | None, str | None]:
     """Her contact, locked for the turn, and her stored session (JSON text), or None for either."""
-    found = (await db.exec(_HER, params={"fingerprint": fingerprint})).first()
+    found = (await db.run(_HER, {"fingerprint": fingerprint})).first()
     if found is None:
         return None, None
-    contact, state = found
-    return contact, state
+    *columns, state = found
+    return Her(**dict(zip(_READ, columns, strict=True))), state
+
+
+async def new_contact(db: TurnDb, values: Mapping[str, Any]) -> Her:
+    """Her contact, made on her first message (every column given: the table's defaults are the model's)."""
+    made = (await db.run(_NEW_CONTACT, values)).scalar_one()
+    return Her(id=made, **{name: values[name] for name in _READ if name != "id"})
+
+
+async def save_contact(db: TurnDb, her: Her) -> None:
+    """Write what the turn changed of her contact, in one UPDATE (nothing when nothing changed)."""
+    if her.changes:
+        values = {f"new_{name}": value for name, value in her.changes.items()}
+        await db.run(_contact_update(frozenset(her.changes)), {"contact_id": her.id, **values})
+        her.changes = {}
+
+
+@cache
+def _contact_update(names: frozenset[str]) -> Any:
+    """The UPDATE of these columns of her contact (one per set of columns: a turn changes few)."""
+    where = _CONTACTS.c.id == sa.bindparam("contact_id")
+    return direct(sa.update(_CONTACTS).where(where).values({n: sa.bindparam(f"new_{n}") for n in names}))
 
 
 async def record_delivery(
-    db: AsyncSession, *, channel: str, provider_id: str, contact_id: int | None, now: datetime
+    db: TurnDb, *, channel: str, provider_id: str, contact_id: int | None, now: datetime
 ) -> bool:
     """Record a message as handled; False if it was already (a redelivery: the turn does nothing).
 
     A redelivery racing the first delivery waits for the other transaction and then finds it.
     """
     values = {"channel": channel, "provider_id": provider_id, "contact_id": contact_id, "received_at": now}
-    inserted = await db.exec(_statement(db, "delivery"), params=values)
+    inserted = await db.run(_STATEMENTS[db.dialect]["delivery"], values)
     return inserted.first() is not None
 
 
-async def save_session(db: AsyncSession, *, contact_id: int, state: str, now: datetime) -> None:
+async def save_session(db: TurnDb, *, contact_id: int, state: str, now: datetime) -> None:
     """Write her session (one row per contact), whether or not she had one."""
     values = {"contact_id": contact_id, "state": state, "updated_at": now}
-    await db.exec(_statement(db, "session"), params=values)
+    await db.run(_STATEMENTS[db.dialect]["session"], values)
 
 
-async def add_outbox(db: AsyncSession, rows: list[OutboxMessage]) -> tuple[int, ...]:
-    """Insert outbox rows (made by `bot.outbox.row`) in one statement; their ids, in the order given."""
+async def add_outbox(db: TurnDb, rows: Sequence[Mapping[str, Any]]) -> tuple[int, ...]:
+    """Insert outbox rows (made by `bot.outbox.values`) in one statement; their ids, in the order given."""
     if not rows:
         return ()
-    values = [{name: getattr(row, name) for name in _OUTBOX_COLUMNS} for row in rows]
-    inserted = await db.exec(_OUTBOX_INSERT, params=values)
+    await db.flush()  # rows the ORM session holds were made first: they leave first
+    inserted = await db.run(_OUTBOX_INSERT, rows)  # every row has the same keys (the rest: their defaults)
     return tuple(inserted.scalars())
