@@ -64,16 +64,17 @@ def create_app(
     app.state.hamroh = service
     app.state.listener = listener
     app.include_router(health.router)
+    # The webhooks first: routes are matched in order, and they take most of the requests.
+    if settings.telegram_on:
+        app.include_router(telegram.router)
+    if settings.sms_on:
+        app.include_router(sms.router)
     app.include_router(console.router)
     app.include_router(coordinate.router)
     app.mount("/static", static_files, name="static")
     app.add_exception_handler(LoginRequired, auth.to_login)
     app.include_router(auth.router)
     app.include_router(rest.router)
-    if settings.telegram_on:
-        app.include_router(telegram.router)
-    if settings.sms_on:
-        app.include_router(sms.router)
     if settings.simulator_on:
         app.include_router(simulator.router)
     return app

@@ -28,6 +28,11 @@ async def get_hamroh(request: Request) -> Hamroh:
 
 async def get_settings(request: Request) -> Settings:
     """The settings the app was created with."""
+    return settings_of(request)
+
+
+def settings_of(request: Request) -> Settings:
+    """The settings the app was created with, outside dependency injection."""
     return cast(Settings, request.app.state.settings)
 
 

@@ -12,18 +12,19 @@ import hmac
 import json
 import logging
 from email.message import Message
-from typing import Annotated, cast
+from typing import cast
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse
 from telegram import Bot
 from telegram.request import HTTPXRequest
 
 from api.bodies import read_body
 from api.deadline import TooSlow, within
-from api.deps import HamrohDep, SettingsDep
+from api.deps import hamroh_of, settings_of
 from bot.channels.telegram import WEBHOOK_PATH, make_bot
 from bot.channels.telegram_updates import NotAnUpdate, handle_update
+from bot.config import Settings
 
 log = logging.getLogger(__name__)
 WEBHOOK_HEADER = "X-Telegram-Bot-Api-Secret-Token"
@@ -32,7 +33,7 @@ NO_STORE = {"Cache-Control": "no-store"}
 router = APIRouter()
 
 
-async def verify_secret(request: Request, settings: SettingsDep) -> None:
+def verify_secret(request: Request, settings: Settings) -> None:
     """403 unless the request carries the webhook's secret token (compared in constant time)."""
     expected = settings.telegram_secret.get_secret_value() if settings.telegram_secret else None
     given = request.headers.get(WEBHOOK_HEADER)
@@ -41,7 +42,7 @@ async def verify_secret(request: Request, settings: SettingsDep) -> None:
         raise HTTPException(403, "forbidden")
 
 
-async def parsing_bot(request: Request, settings: SettingsDep) -> Bot:
+def parsing_bot(request: Request, settings: Settings) -> Bot:
     """The app's one Bot, made on first use: it only gives parsed objects their bot, it never calls out."""
     bot = getattr(request.app.state, "telegram_bot", None)
     if bot is None:
@@ -52,7 +53,7 @@ async def parsing_bot(request: Request, settings: SettingsDep) -> Bot:
     return cast(Bot, bot)
 
 
-async def read_json(request: Request, settings: SettingsDep) -> object:
+async def read_json(request: Request, settings: Settings) -> object:
     """The body as a JSON value, or a 4xx that says what is wrong with it (never quoting it)."""
     if not is_json(request.headers.get("content-type", "")):
         raise HTTPException(415, "an update is sent as JSON")
@@ -63,17 +64,19 @@ async def read_json(request: Request, settings: SettingsDep) -> object:
         raise HTTPException(400, "the body is not valid JSON") from None
 
 
-JsonDep = Annotated[object, Depends(read_json)]
-BotDep = Annotated[Bot, Depends(parsing_bot)]
+@router.post(WEBHOOK_PATH)
+async def telegram_webhook(request: Request) -> JSONResponse:
+    """Handle one update: 200 when done or ignored, 400 when it is none, 503 when it must come again.
 
-
-@router.post(WEBHOOK_PATH, dependencies=[Depends(verify_secret)])
-async def telegram_webhook(
-    data: JsonDep, bot: BotDep, hamroh: HamrohDep, settings: SettingsDep
-) -> JSONResponse:
-    """Handle one update: 200 when done or ignored, 400 when it is none, 503 when it must come again."""
+    The checks are called in order rather than declared as dependencies: the webhook takes most requests,
+    and resolving dependencies cost it more than the checks themselves.
+    """
+    settings = settings_of(request)
+    verify_secret(request, settings)
+    data = await read_json(request, settings)
+    bot = parsing_bot(request, settings)
     try:
-        await within(settings.turn_timeout_seconds, handle_update(hamroh, bot, data))
+        await within(settings.turn_timeout_seconds, handle_update(hamroh_of(request), bot, data))
     except NotAnUpdate as exc:  # found before anything is written
         raise HTTPException(400, str(exc)) from None
     except TooSlow:  # rolled back (the database hangs?): Telegram delivers it again
@@ -93,6 +96,8 @@ async def telegram_webhook(
 
 def is_json(content_type: str) -> bool:
     """Whether a Content-Type header names JSON (parameters such as charset allowed)."""
+    if content_type == "application/json":  # as Telegram sends it: no need to parse the header
+        return True
     header = Message()
     header["content-type"] = content_type
     subtype = header.get_content_subtype()
