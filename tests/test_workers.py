@@ -4,13 +4,16 @@ elected in the database (bot.leader), which another takes over from when it dies
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import queue
 import re
 import signal
+import subprocess
+import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from itertools import count, pairwise
@@ -20,7 +23,10 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+from starlette.applications import Starlette
+from starlette.types import ASGIApp
 
+from bot.config import ROOT
 from bot.leader import LOCK_NAME, lead
 from bot.leases import lock_key
 from tests.conftest import TEST_ENCRYPTION_KEY, TEST_HASH_KEY, run_hamroh, serving_process, until_serving
@@ -51,6 +57,66 @@ def test_serve_refuses_no_workers(tmp_path: Path) -> None:
 
     assert result.returncode == 2
     assert "--workers: must be at least 1" in result.stderr
+
+
+# --- a worker that never starts --------------------------------------------------------------------------
+
+
+def never_starts() -> ASGIApp:
+    """An app factory that raises, as a worker's does when it cannot build its app."""
+    raise RuntimeError("this worker cannot build its app")
+
+
+def starts_broken() -> ASGIApp:
+    """An app whose start-up fails, as a worker's does when what it starts beside the app cannot start."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        raise RuntimeError("this worker cannot start")
+        yield
+
+    return Starlette(lifespan=lifespan)
+
+
+# The real command, whose workers build one of the apps above instead of Hamroh's (the first argument).
+SERVE_WITH = (
+    "import sys; import api.workers as workers; workers.FACTORY = sys.argv.pop(1); "
+    "from bot.cli import main; sys.exit(main())"
+)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("factory", ["never_starts", "starts_broken"])
+def test_a_worker_that_never_starts_stops_serve_with_a_clear_message(
+    tmp_path: Path, postgres_url: str, factory: str
+) -> None:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("HAMROH_")} | {
+        "HAMROH_DATABASE_URL": postgres_url,
+        "HAMROH_ENCRYPTION_KEY": TEST_ENCRYPTION_KEY,
+        "HAMROH_HASH_KEY": TEST_HASH_KEY,
+        "HAMROH_VAR_DIR": str(tmp_path),
+        "PYTHONPATH": str(ROOT),  # the workers find this module
+    }
+    command = ["serve", "--port", "0", "--workers", "2"]
+    with subprocess.Popen(
+        [sys.executable, "-c", SERVE_WITH, f"tests.test_workers:{factory}", *command],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=environment,
+        cwd=tmp_path,
+        start_new_session=True,  # serve and its workers, to end together if serve never stops
+    ) as serve:
+        try:
+            said, _ = serve.communicate(timeout=WAIT_SECONDS)  # one that restarts workers forever fails here
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(serve.pid, signal.SIGKILL)
+
+    assert serve.returncode == 1, said
+    assert "a worker could not start" in said
+    assert "starting another" not in said
+    assert "this worker cannot" in said  # and why, in the worker's own words
 
 
 # --- the election, in one process -----------------------------------------------------------------------
