@@ -8,9 +8,8 @@ first reply, then everyone's second...), then an announcement to some of them. T
 `TelegramSender` (python-telegram-bot over HTTP) send it all to the fake Bot API of tests/fakes, which
 answers 429 to anything over 30 messages a second overall or 1 a second to one chat; both limits, the
 fake's and the dispatcher's own (through Settings), run `--rate-scale` times faster so a run takes seconds.
-Bursts are counts and do not speed up: the dispatcher in this process bursts what it does at Telegram's real
-rate (3 messages; the settings' tenth of a second would be 60 at x20, twice the fake's 30). The
-`hamroh dispatch` process takes its burst from the settings, so its share of the killed run may see 429s.
+Bursts are counts and do not speed up: every dispatcher, here and in `hamroh dispatch`, bursts the fixed
+count of bot.runtime.TELEGRAM_BURST whatever the rate.
 The fake runs in a process of its own, so it does not compete with the dispatcher for one interpreter.
 
 The baseline is the allowed rate: each figure is printed beside it, as a ratio, with the CPU this process
@@ -33,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import json
 import logging
 import os
@@ -64,7 +62,7 @@ from bot.conversation.flows import FlowSet
 from bot.conversation.model import Channel
 from bot.dispatcher import Counts
 from bot.outbound.claims import Claimed
-from bot.runtime import build, dispatcher_for, limits_for, load_content, senders_for
+from bot.runtime import build, dispatcher_for, load_content, senders_for
 from bot.store import Contact, OutboxMessage
 from bot.store.crypto import Vault, make_vault
 from bot.store.db import create_engine, transaction
@@ -79,7 +77,6 @@ FIRST_CHAT = 200_000_000
 KEYBOARD = {"inline_keyboard": [[{"text": "Menu", "callback_data": "menu"}]]}
 CHILD_START_SECONDS = 60.0
 LOGGED: list[str] = []  # warnings this process logged during the current run
-REAL_BURST = limits_for(Settings(**KEYS)).burst  # the dispatcher's burst at Telegram's real rate
 
 
 class _Collect(logging.Handler):
@@ -325,13 +322,7 @@ class Here:
     def __init__(self, settings: Settings, flows: FlowSet) -> None:
         self.hamroh = build(settings, flows)
         self.senders = senders_for(settings)
-        built = dispatcher_for(settings, self.hamroh, self.senders)
-        # Bursts are counts, and counts do not speed up with the clock: the dispatcher bursts as many
-        # messages as it does at Telegram's real rate (settings give a tenth of a second's worth, 60 at x20,
-        # twice the fake's 30, and every 429 pauses sending for a whole unscaled second).
-        self.dispatcher = dataclasses.replace(
-            built, limits=dataclasses.replace(built.limits, burst=REAL_BURST)
-        )
+        self.dispatcher = dispatcher_for(settings, self.hamroh, self.senders)
         self.stop = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
         self.claims: list[float] = []  # seconds each claim of rows took

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -24,11 +25,12 @@ from bot.channels.telegram import TelegramSender
 from bot.conversation.model import Channel
 from bot.dispatcher import Dispatcher, Limits
 from bot.ratelimit import PerChatGap, TokenBucket
+from bot.runtime import limits_for
 from bot.senders import Failed, Outgoing, RetryLater, Sender, SendResult, Sent
 from bot.store import ChatMessage, Contact, OutboxMessage
 from bot.store.crypto import Vault
 from bot.store.db import create_engine, transaction
-from tests.conftest import Clock, telegram_contact
+from tests.conftest import Clock, settings_for_tests, telegram_contact
 from tests.fakes.db_proxy import DatabaseProxy
 from tests.fakes.telegram_api import FakeTelegram
 
@@ -183,6 +185,17 @@ async def test_the_providers_retry_after_is_honoured_and_counted(
     async with transaction(engine) as db:
         row = (await db.exec(select(OutboxMessage))).one()
     assert row.next_attempt_at == clock() + timedelta(seconds=30)
+
+
+def test_telegram_bursts_the_same_few_messages_however_high_its_rate_is_set(tmp_path: Path) -> None:
+    # A burst is how many may leave at once: a count, which a faster clock (or a higher rate) does not grow.
+    bursts = {
+        rate: limits_for(
+            settings_for_tests(tmp_path, "sqlite:///unused.db", telegram_messages_per_second=rate)
+        ).burst["telegram"]
+        for rate in (1, 30, 600)
+    }
+    assert bursts == {1: 3, 30: 3, 600: 3}
 
 
 def test_backoff_grows_exponentially_with_jitter_and_a_cap(
