@@ -32,7 +32,8 @@ from bot.conversation.model import (
 )
 from bot.store import ChatMessage, Contact, Delivery, OutboxMessage, RequestLogEntry, erase
 from bot.store.crypto import Vault
-from bot.store.turns import Her, TurnDb, direct
+from bot.store.direct import direct
+from bot.store.turns import Her, TurnDb
 
 CLEARABLE = timedelta(hours=48)  # Telegram lets a bot delete messages of the last 48 hours only
 TWILIO_SID = re.compile(r"(SM|MM)[0-9a-fA-F]{32}")
@@ -89,8 +90,8 @@ async def apply(
                     )
                 )
 
-    if log:  # one statement: most turns open a topic
-        await db.run(_LOG, log)
+    if log:  # one statement, with the turn's next: most turns open a topic
+        db.later(_LOG, log)
     return commands
 
 
@@ -207,6 +208,6 @@ _LOG = direct(sa.insert(RequestLogEntry.__table__))  # type: ignore[attr-defined
 _REMEMBER = direct(sa.insert(_CHAT))  # every Telegram turn runs it
 
 
-async def remember_message(db: TurnDb, contact_id: int, message_id: int, now: datetime) -> None:
+def remember_message(db: TurnDb, contact_id: int, message_id: int, now: datetime) -> None:
     """Keep a Telegram message id of her chat for 48 hours, so "Clear this chat" can delete it."""
-    await db.run(_REMEMBER, {"contact_id": contact_id, "message_id": message_id, "at": now})
+    db.later(_REMEMBER, {"contact_id": contact_id, "message_id": message_id, "at": now})

@@ -157,7 +157,6 @@ class Hamroh:
                 self.flows, session, inp, now, courses=courses, case=seen_case, counsellors=counsellors
             )
         if any(isinstance(e, EraseRequested) for e in turn.events):
-            await turns.save_contact(db, her)
             orm = await db.session()
             await effects.erase_her(orm, self.vault, await db.contact(her), address, now, flows=self.flows)
             if inbound.provider_id is not None:  # still drop a redelivery of this very message
@@ -167,7 +166,7 @@ class Hamroh:
         await self._save(db, her, turn, now)
         case = await self._cases(db, her, case, session, inbound, turn, now)
         if inbound.message_id is not None and inbound.channel == "telegram":
-            await effects.remember_message(db, her.id, inbound.message_id, now)
+            effects.remember_message(db, her.id, inbound.message_id, now)
         commands = await effects.apply(
             db,
             self.vault,
@@ -262,7 +261,7 @@ class Hamroh:
                     case = None
                 case SafeHoursSet(hours=hours):
                     her.change("safe_hours", hours)
-                    await turns.save_contact(db, her)
+                    turns.save_contact(db, her)
         if urgent_now and case is not None:
             text = alerts.NEW_URGENT.format(id=case.id)
             orm = await db.session()
@@ -306,10 +305,10 @@ class Hamroh:
         """Her session, and what she settled (language, district, letters, news, a stop) on her contact."""
         session = turn.session
         encoded = json.dumps(session.to_json(), ensure_ascii=False)
-        await turns.save_session(db, contact_id=her.id, state=encoded, now=now)
+        turns.save_session(db, contact_id=her.id, state=encoded, now=now)
         for name in turns.SETTLED:
             her.change(name, getattr(session, name))
-        await turns.save_contact(db, her)  # before any step that reads her contact through the ORM
+        turns.save_contact(db, her)
 
     async def _queue(
         self,

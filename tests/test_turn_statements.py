@@ -37,7 +37,7 @@ async def test_a_delivery_is_recorded_once_and_a_session_written_whether_new_or_
         assert await turns.record_delivery(
             db, channel="telegram", provider_id="SM1", contact_id=contact.id, now=clock()
         )  # the same id on another channel is another message
-        await turns.save_session(db, contact_id=contact.id, state='{"node": "x"}', now=clock())
+        turns.save_session(db, contact_id=contact.id, state='{"node": "x"}', now=clock())
         assert await turns.her_contact_and_session(db, "nobody") == (None, None)
     async with transaction(small_hamroh.engine) as db:
         assert await count_rows(db, Delivery) == 2
@@ -184,5 +184,37 @@ async def test_on_postgresql_a_turn_sends_one_statement_through_sqlalchemy_and_t
             (contact,) = (await db.exec(select(Contact))).all()
             assert contact.pseudonym_month == clock().strftime("%Y-%m")
             assert await count_rows(db, Delivery) == 2
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.postgres
+async def test_on_postgresql_her_session_log_and_message_id_go_with_the_replies_in_one_statement(
+    postgres_url: str, small_flows: FlowSet, vault: Vault, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After her contact's SELECT: the delivery, then one statement that writes her session, the request
+    log, her message id and the replies together (as CTEs of the outbox's INSERT)."""
+    sent: list[int] = []  # per asyncpg statement: how many writes rode along with it
+    real = turns.fetch_together
+
+    async def counted(driver: object, riding: list[object], main: object) -> object:
+        sent.append(len(riding))
+        return await real(driver, riding, main)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(turns, "fetch_together", counted)
+    engine = create_engine(postgres_url)
+    hamroh = Hamroh(engine=engine, flows=small_flows, vault=vault, clock=clock, new_token=Tokens())
+    try:
+        await hamroh.handle(Inbound("telegram", "5551234", "hi", provider_id="u1", message_id=7))
+        sent.clear()
+        outcome = await hamroh.handle(Inbound("telegram", "5551234", "1", provider_id="u2", message_id=8))
+        assert outcome.outbox_ids
+        assert sent[0] == 0  # the delivery: nothing waits yet
+        assert len(sent) == 2  # and one statement more: the replies
+        assert sent[1] >= 2  # with her session and her message id (and the request log) riding along
+        async with transaction(engine) as db:
+            assert await count_rows(db, ChatMessage) == 2
+            (state,) = (await db.exec(select(ConversationState))).all()
+            assert state.updated_at == clock()
     finally:
         await engine.dispose()

@@ -11,32 +11,21 @@ speak these statements.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
-from typing import Any, TypeVar
+from typing import Any
 
-import asyncpg
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.store.db import one_writer
+from bot.store.direct import Compiled, Params, compiled_for, direct, fetch, fetch_together
 from bot.store.tables import Contact, ConversationState, Delivery, OutboxMessage
-
-T = TypeVar("T")
-_made_once: dict[int, Any] = {}
-
-
-def direct(statement: T) -> T:
-    """Mark a statement made once (at import) as one a turn may run on asyncpg directly."""
-    _made_once[id(statement)] = statement
-    return statement
-
 
 _CONTACTS = Contact.__table__  # type: ignore[attr-defined]
 _DELIVERIES = Delivery.__table__  # type: ignore[attr-defined]
@@ -111,32 +100,71 @@ class TurnDb:
     same transaction for the steps that need one (made on first use: most turns never do).
 
     On PostgreSQL the turn's statements, once its first one has begun the transaction through SQLAlchemy,
-    go to asyncpg on the same connection and transaction as SQL compiled once from the same Core
-    statements: SQLAlchemy's execution costs a turn more CPU than the database does.
+    go to asyncpg on the same connection and transaction (bot.store.direct). Writes nothing in the turn
+    reads back (`later`: her session, the request log, her message id) wait for the turn's next statement
+    and, where that is an INSERT, go with it as one statement: a round trip costs a turn more CPU than
+    the statement does.
     """
 
     def __init__(self, connection: AsyncConnection) -> None:
         self.connection = connection
         self._session: AsyncSession | None = None
         self._driver: Any = None  # asyncpg's connection, once the transaction has begun
+        self._later: list[tuple[Any, Params]] = []
 
     @property
     def dialect(self) -> str:
         return self.connection.dialect.name
 
-    async def run(self, statement: Any, params: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> Any:
-        """Execute a Core statement with its parameters (a list of them: one statement of many rows)."""
+    def later(self, statement: Any, params: Params) -> None:
+        """A write nothing in the turn reads back: it goes with the turn's next statement, or at its end."""
+        self._later.append((statement, params))
+
+    async def run(self, statement: Any, params: Params) -> Any:
+        """Execute a Core statement with its parameters (a list of them: one statement of many rows), after
+        the writes waiting for it (with it, where it is an INSERT that asyncpg runs)."""
         if self._driver is not None:
-            direct = _direct(statement, self.connection.dialect, params)
-            if direct is not None:
-                return await direct.run(self._driver, params)
+            main = compiled_for(statement, self.connection.dialect, params)
+            if main is not None:
+                riding = self._direct_all(self._later) if main.insert else None
+                if riding is not None:
+                    self._later = []
+                    return await fetch_together(self._driver, riding, (main, params))
+                await self.write_out()
+                return await fetch(self._driver, main, params)
+        await self.write_out()
         result = await self.connection.execute(statement, params)
         if self._driver is None and self.dialect == "postgresql":  # the transaction has begun: go direct
             self._driver = (await self.connection.get_raw_connection()).driver_connection
         return result
 
+    def _direct_all(self, writes: list[tuple[Any, Params]]) -> list[tuple[Compiled, Params]] | None:
+        """The writes as asyncpg runs them, or None if one of them cannot be."""
+        found = []
+        for statement, params in writes:
+            compiled = compiled_for(statement, self.connection.dialect, params)
+            if compiled is None:
+                return None
+            found.append((compiled, params))
+        return found
+
+    async def write_out(self) -> None:
+        """Run the waiting writes now (as one statement where asyncpg runs them all)."""
+        waiting, self._later = self._later, []
+        if not waiting:
+            return
+        riding = self._direct_all(waiting) if self._driver is not None else None
+        if riding is not None:
+            *before, last = riding
+            await fetch_together(self._driver, before, last)
+            return
+        for statement, params in waiting:
+            await self.connection.execute(statement, params)
+
     async def session(self) -> AsyncSession:
-        """An ORM session on the turn's transaction: its writes commit or roll back with the turn's."""
+        """An ORM session on the turn's transaction: its writes commit or roll back with the turn's (the
+        waiting writes are written first, so what it reads is whole)."""
+        await self.write_out()
         if self._session is None:
             self._session = AsyncSession(
                 bind=self.connection, expire_on_commit=False, join_transaction_mode="rollback_only"
@@ -155,110 +183,15 @@ class TurnDb:
         if self._session is not None:
             await self._session.flush()
 
+    async def finish(self) -> None:
+        """Write everything still waiting: the ORM session's objects, then the waiting writes."""
+        await self.flush()
+        await self.write_out()
+
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
             self._session = None
-
-
-class _Rows:
-    """What a direct statement returned, read as a turn reads SQLAlchemy's results."""
-
-    def __init__(self, records: list[Any]) -> None:
-        self._records = records
-
-    def first(self) -> Any:
-        return self._records[0] if self._records else None
-
-    def scalar_one(self) -> Any:
-        (record,) = self._records
-        return record[0]
-
-    def scalars(self) -> list[Any]:
-        return [record[0] for record in self._records]
-
-
-@dataclass(frozen=True)
-class _Direct:
-    """A Core statement compiled once to PostgreSQL's SQL, run by asyncpg with its parameters in order,
-    each converted as SQLAlchemy would convert it (`bind_processor`)."""
-
-    statement: Any  # kept, so the id it is cached under is never another statement's
-    sql: str
-    names: tuple[str, ...]
-    convert: tuple[Callable[[Any], Any] | None, ...]
-    fixed: Mapping[str, Any]  # the columns' defaults, for the columns not given
-    many: bool  # parameters are a list of rows (one INSERT of them all)
-    ordered: bool  # many rows RETURNING: put them back in the order given (by their id)
-
-    async def run(self, driver: Any, params: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> _Rows:
-        given: Mapping[str, Any]
-        if isinstance(params, Mapping):
-            given = params
-        else:
-            given = {f"r{n}_{key}": value for n, row in enumerate(params) for key, value in row.items()}
-        fixed = self.fixed
-        args = [
-            (value if convert is None else convert(value))
-            for name, convert in zip(self.names, self.convert, strict=True)
-            for value in (given[name] if name in given else fixed[name],)
-        ]
-        try:
-            records = await driver.fetch(self.sql, *args)
-        except asyncpg.IntegrityConstraintViolationError as exc:  # as SQLAlchemy says it: the turn retries
-            raise IntegrityError(self.sql, None, exc) from exc
-        if self.ordered:
-            records.sort(key=lambda record: record[0])  # ids are taken in the order the rows are given
-        return _Rows(records)
-
-
-_compiled: dict[tuple[int, int, tuple[str, ...]], _Direct | None] = {}
-
-
-def _direct(
-    statement: Any, dialect: Any, params: Mapping[str, Any] | Sequence[Mapping[str, Any]]
-) -> _Direct | None:
-    """The statement compiled for asyncpg (cached by statement, row count and keys given), or None where
-    SQLAlchemy must run it: a statement not made once (only those marked `direct` are compiled), or one
-    whose values SQLAlchemy would compute on the way (a default that is not a constant)."""
-    one = isinstance(params, Mapping)
-    many = 0 if one else len(params)
-    keys = tuple(params if isinstance(params, Mapping) else params[0])
-    key = (id(statement), many, keys)
-    if key in _compiled:
-        return _compiled[key]
-    if id(statement) not in _made_once:
-        return None
-    table = statement.table if isinstance(statement, sa.Insert) else None
-    defaults = {}  # an INSERT's columns not given: their constant defaults, given by us
-    if table is not None:
-        defaults = {
-            column.name: column.default.arg  # type: ignore[attr-defined]
-            for column in table.columns
-            if column.name not in keys and column.default is not None and column.default.is_scalar
-        }
-    named = (*keys, *defaults)
-    returns = [column["expr"] for column in getattr(statement, "returning_column_descriptions", ())]
-    if many:
-        assert table is not None  # a list of rows is for one INSERT of them all
-        rows = [{k: sa.bindparam(f"r{n}_{k}", type_=table.c[k].type) for k in named} for n in range(many)]
-        compiled = sa.insert(table).values(rows).returning(*returns).compile(dialect=dialect)
-        fixed = {f"r{n}_{k}": value for n in range(many) for k, value in defaults.items()}
-    else:
-        compiled = statement.compile(dialect=dialect, column_keys=list(named))
-        fixed = defaults
-    names = tuple(compiled.positiontup or ())
-    found = None
-    given = {f"r{n}_{k}" for n in range(many) for k in keys} if many else set(keys)
-    if all(name in given or name in fixed for name in names):  # else a value SQLAlchemy would compute
-        convert = tuple(
-            compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names
-        )
-        found = _Direct(
-            statement, compiled.string, names, convert, fixed, bool(many), many > 1 and bool(returns)
-        )
-    _compiled[key] = found
-    return found
 
 
 @asynccontextmanager
@@ -268,7 +201,7 @@ async def turn_transaction(engine: AsyncEngine) -> AsyncIterator[TurnDb]:
         db = TurnDb(connection)
         try:
             yield db
-            await db.flush()
+            await db.finish()
         finally:
             await db.close()
 
@@ -288,11 +221,12 @@ async def new_contact(db: TurnDb, values: Mapping[str, Any]) -> Her:
     return Her(id=made, **{name: values[name] for name in _READ if name != "id"})
 
 
-async def save_contact(db: TurnDb, her: Her) -> None:
-    """Write what the turn changed of her contact, in one UPDATE (nothing when nothing changed)."""
+def save_contact(db: TurnDb, her: Her) -> None:
+    """Write what the turn changed of her contact, in one UPDATE with the turn's next write (nothing when
+    nothing changed; an ORM session asked for later finds it written)."""
     if her.changes:
         values = {f"new_{name}": value for name, value in her.changes.items()}
-        await db.run(_contact_update(frozenset(her.changes)), {"contact_id": her.id, **values})
+        db.later(_contact_update(frozenset(her.changes)), {"contact_id": her.id, **values})
         her.changes = {}
 
 
@@ -315,10 +249,10 @@ async def record_delivery(
     return inserted.first() is not None
 
 
-async def save_session(db: TurnDb, *, contact_id: int, state: str, now: datetime) -> None:
-    """Write her session (one row per contact), whether or not she had one."""
+def save_session(db: TurnDb, *, contact_id: int, state: str, now: datetime) -> None:
+    """Write her session (one row per contact), whether or not she had one, with the turn's next write."""
     values = {"contact_id": contact_id, "state": state, "updated_at": now}
-    await db.run(_STATEMENTS[db.dialect]["session"], values)
+    db.later(_STATEMENTS[db.dialect]["session"], values)
 
 
 async def add_outbox(db: TurnDb, rows: Sequence[Mapping[str, Any]]) -> tuple[int, ...]:
