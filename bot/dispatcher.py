@@ -4,12 +4,13 @@
   waiting row of each person, so her messages leave in the order written. Claims come in batches: a
   channel claims again once a quarter of its slots are free (or nothing of it is in flight).
 - Idle, it sleeps: it is woken when rows are written (bot.outbound.wakeup: NOTIFY on PostgreSQL, from any
-  process; on SQLite, by writes in its own process), when its sends finish, and at the time the next row
-  held or retried later may leave (which each claim that empties the queue looks up). It still looks at
-  the table every `poll_interval` seconds in case a wake went astray, and, while nothing can wake it from
-  other processes (SQLite; PostgreSQL while its listening connection is replaced), every `unheard_interval`
-  seconds, doubled after each look that found nothing up to UNHEARD_CAP. A standby, waiting for a sender
-  lock, asks for it every quarter of `sender_hold`: it takes over within a quarter more than the hold.
+  process, asked for only while it sleeps; on SQLite, by writes in its own process), when its sends
+  finish, and at the time the next row held or retried later may leave (which each claim that empties the
+  queue looks up). It still looks at the table every `poll_interval` seconds in case a wake went astray,
+  and, while writes in other processes cannot wake it (SQLite; PostgreSQL while its listening connection
+  is replaced, or another dispatcher process sleeps), every `unheard_interval` seconds, doubled after each
+  look that found nothing up to UNHEARD_CAP. A standby, waiting for a sender lock, asks for it every
+  quarter of `sender_hold`: it takes over within a quarter more than the hold.
 - One active sender per channel credential (bot.leases), so a provider's limit holds across processes;
   the hold is asked again right before each send, so a sender that froze and lost it sends nothing more.
 - Results are recorded in batches, one transaction for whatever finished meanwhile (bot.outbound.results);
@@ -164,6 +165,9 @@ class Dispatcher:
                     continue  # a channel has room and may have more waiting: claim again at once
                 if claimed:
                     unheard = self.unheard_interval
+                    await bell.wake_up()  # sending: it looks again when sends finish, unasked
+                elif held and not self._in_flight and await bell.fall_asleep():
+                    continue  # writers ring from now on: look once more for what they wrote before
                 sleep = self._sleep(held, bell, unheard)
                 try:  # until woken (rows written, slots free, a stop), the next row's time, or a look
                     await asyncio.wait_for(self._wake.wait(), sleep)

@@ -18,11 +18,12 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot import outbox
 from bot.conversation.flows import FlowSet
 from bot.conversation.model import Channel
 from bot.dispatcher import Dispatcher, Limits
 from bot.outbound.claims import Claimed
-from bot.outbound.wakeup import APPLICATION_NAME
+from bot.outbound.wakeup import APPLICATION_NAME, CHANNEL, SLEEPING
 from bot.service import Hamroh, Inbound
 from bot.store import OutboxMessage
 from bot.store.crypto import Vault
@@ -55,6 +56,7 @@ class Sleepy:
     """A dispatcher that looks at the table by itself once a minute, and counts its looks."""
 
     def __init__(self, engine: AsyncEngine, vault: Vault, clock: Callable[[], datetime]) -> None:
+        self.url = engine.url.render_as_string(hide_password=False).replace("+asyncpg", "")
         self.sender = RecordingSender()
         self.dispatcher = Dispatcher(
             engine=engine,
@@ -78,11 +80,18 @@ class Sleepy:
         self.task: asyncio.Task[None] | None = None
 
     async def asleep(self) -> None:
-        """Started, looked and found nothing: it sleeps now."""
-        self.task = asyncio.create_task(self.dispatcher.run(self.stop))
+        """Started (or done sending), looked and found nothing: it sleeps now. On PostgreSQL it holds the
+        lock that asks writers to ring."""
+        if self.task is None:
+            self.task = asyncio.create_task(self.dispatcher.run(self.stop))
+        if self.url.startswith("postgresql"):
+            await until_async(lambda: sleeping(self.url))
         looks = await until(lambda: self.looks)
-        await asyncio.sleep(0.1)
-        assert self.looks == looks  # nothing woke it meanwhile: it sleeps
+        while True:  # and it has stopped looking
+            await asyncio.sleep(0.2)
+            if self.looks == looks:
+                return
+            looks = self.looks
 
     def texts(self) -> list[str]:
         return [message.body["text"] for message in self.sender.sent if "text" in message.body]
@@ -151,6 +160,25 @@ async def test_a_row_held_for_her_safe_hours_leaves_when_they_begin_without_a_lo
         await engine.dispose()
 
 
+async def sleeping(url: str, *, granted: bool = True) -> bool:
+    """Whether a dispatcher holds the lock that asks writers to ring (it sleeps); with `granted` False,
+    whether one waits for it (for writers that found it awake to commit)."""
+    key = SLEEPING & 0xFFFF_FFFF_FFFF_FFFF
+    connection = await asyncpg.connect(url)
+    try:
+        return bool(
+            await connection.fetchval(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted = $3"
+                " AND classid = $1 AND objid = $2 AND mode = 'ExclusiveLock'",
+                key >> 32,
+                key & 0xFFFF_FFFF,
+                granted,
+            )
+        )
+    finally:
+        await connection.close()
+
+
 def real_clock() -> datetime:
     return datetime.now(UTC)
 
@@ -205,3 +233,79 @@ async def test_a_dropped_listening_connection_is_replaced_and_sending_goes_on(
         await engine.dispose()
         await writer.dispose()
     assert await backends(postgres_url) == []  # stopped: it no longer listens
+
+
+@pytest.mark.postgres
+async def test_writers_ring_a_sleeping_dispatcher_but_not_one_that_is_sending_and_will_look_anyway(
+    postgres_url: str, vault: Vault, clock: Clock
+) -> None:
+    engine, writer = create_engine(postgres_url), create_engine(postgres_url)
+    sleepy = Sleepy(engine, vault, clock)
+    heard: list[str] = []  # what the channel carried, in commit order
+    listener = await asyncpg.connect(postgres_url)
+    await listener.add_listener(CHANNEL, lambda _c, _pid, _channel, payload: heard.append(payload))
+
+    async def mark(name: str) -> None:
+        """A notification of our own: once it arrives, so has every one committed before it."""
+        await listener.execute(f"NOTIFY {CHANNEL}, '{name}'")
+        await until(lambda: name in heard)
+
+    try:
+        her, other = (
+            await a_contact(writer, vault, clock, "tg:1"),
+            await a_contact(writer, vault, clock, "tg:2"),
+        )
+        await sleepy.asleep()
+        sleepy.sender.hold = asyncio.Event()  # her message stays on the wire a while
+
+        await queue(writer, vault, clock, her, "tg:1", ["first"])  # it sleeps: this rings
+        await until(lambda: sleepy.dispatcher._in_flight)
+        await queue(writer, vault, clock, other, "tg:2", ["while it sends"])  # awake: no ring
+        await mark("one")
+        assert heard == ["", "one"]
+
+        sleepy.sender.hold.set()
+        await until(lambda: sleepy.texts() == ["first", "while it sends"])
+        await sleepy.asleep()
+        await mark("two")
+        assert heard == ["", "one", "two"]  # claiming and recording what it sent rang nobody
+    finally:
+        await listener.close()
+        await sleepy.close()
+        await engine.dispose()
+        await writer.dispose()
+
+
+@pytest.mark.postgres
+async def test_a_row_written_while_the_dispatcher_was_awake_and_committed_as_it_falls_asleep_is_sent(
+    postgres_url: str, vault: Vault, clock: Clock
+) -> None:
+    engine, writer = create_engine(postgres_url), create_engine(postgres_url)
+    sleepy = Sleepy(engine, vault, clock)
+    try:
+        her = await a_contact(writer, vault, clock, "tg:1")
+        other = await a_contact(writer, vault, clock, "tg:2")
+        await sleepy.asleep()
+        sleepy.sender.hold = asyncio.Event()
+        await queue(writer, vault, clock, her, "tg:1", ["first"])
+        await until(lambda: sleepy.dispatcher._in_flight)
+
+        async with transaction(writer) as db:  # written while it sends: it does not ring
+            row = outbox.row(
+                vault,
+                contact_id=other,
+                channel="telegram",
+                sealed_address=vault.seal("tg:2"),
+                body={"text": "late"},
+                now=clock(),
+            )
+            await outbox.add(db, [row])
+            sleepy.sender.hold.set()  # done sending, it looks, finds nothing yet, and would sleep
+            await until_async(lambda: sleeping(postgres_url, granted=False))
+        # Committed now: it waited for this before sleeping, and looks once more.
+
+        await until(lambda: sleepy.texts() == ["first", "late"])
+    finally:
+        await sleepy.close()
+        await engine.dispose()
+        await writer.dispose()

@@ -2,12 +2,18 @@
 again.
 
 PostgreSQL: migration 0006's trigger notifies CHANNEL when a statement writes outbox rows or sets when one
-leaves, whichever process wrote it (a turn in another worker, a counsellor's message, an announcement). The
-dispatcher listens on an asyncpg connection of its own, made from its engine's URL. The connection is
+leaves, whichever process wrote it (a turn in another worker, a counsellor's message, an announcement),
+but only while a dispatcher sleeps: PostgreSQL commits the transactions that notify one at a time, so the
+turns of a busy helpline must not notify a dispatcher that is awake anyway. A dispatcher that has nothing
+in flight and nothing to claim falls asleep: it takes the advisory lock SLEEPING (the trigger's try for it
+then fails, and it notifies), which waits for every writer that found it awake to commit, and looks at
+the table once more before it sleeps. Woken to send, it lets go of the lock. The dispatcher listens, and
+holds the lock, on an asyncpg connection of its own, made from its engine's URL. The connection is
 watched: asyncpg reports a connection the server closed, and the dispatcher pings it now and then (a
-connection cut without a word). A dropped one is replaced, and the bell rings once the new one listens,
-for what was written while nobody listened. While it is down, the dispatcher looks at the table as often
-as it does when nothing can wake it: a lost listener makes sending slower, never stops it.
+connection cut without a word). A dropped one is replaced (its lock went with it), and the bell rings once
+the new one listens, for what was written while nobody listened. While it is down, or while another
+dispatcher process sleeps on the lock (one for SMS, another for Telegram), the dispatcher looks at the
+table as often as it does when nothing can wake it: sending gets slower, never stops.
 
 SQLite: there is no NOTIFY, and the dispatcher usually runs in the process that writes (`hamroh serve`), so
 the bell is rung in that process: an engine event marks a transaction that inserts outbox rows or sets
@@ -30,6 +36,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot.leases import lock_key
 from bot.store.db import is_sqlite
 
 log = logging.getLogger(__name__)
@@ -39,6 +46,8 @@ CONNECT_TIMEOUT = 5.0
 PING_TIMEOUT = 10.0
 RECONNECT_SECONDS = 2.0  # between attempts to listen again while the database does not answer
 CLOSE_TIMEOUT = 2.0
+SLEEPING = lock_key("hamroh:outbox:asleep")  # as migrations/versions/0006_outbox_notify.py tries it
+FALL_ASLEEP_MS = "1000"  # the longest a dispatcher waits for writers in flight before it may sleep
 _TOUCHED = "hamroh_outbox_touched"  # on a SQLite connection's info: this transaction wrote to the outbox
 
 Connect = Callable[..., Any]
@@ -54,19 +63,53 @@ class Doorbell:
         self.rung = rung if rung is not None else asyncio.Event()
         self._connect = connect or asyncpg.connect
         self._connection: asyncpg.Connection | None = None
+        self._asleep = False  # holds SLEEPING: writers in other processes ring
         self._tried = -RECONNECT_SECONDS
         self._sqlite = is_sqlite(engine)
         if self._sqlite:
             _bells_of(engine.sync_engine).add(self)
 
     @property
-    def hears(self) -> bool:
-        """Whether writes made in other processes ring it now (PostgreSQL, listening)."""
+    def listening(self) -> bool:
         return self._connection is not None and not self._connection.is_closed()
+
+    @property
+    def hears(self) -> bool:
+        """Whether writes made in other processes ring it now (PostgreSQL: listening, and asleep)."""
+        return self._asleep and self.listening
+
+    async def fall_asleep(self) -> bool:
+        """Ask writers to ring (PostgreSQL, listening); whether it has just begun to: then look at the table
+        once more, for what writers that found it awake committed meanwhile."""
+        connection = self._connection
+        if self._asleep or connection is None or not self.listening:
+            return False
+        try:
+            await connection.execute(f"SELECT pg_advisory_lock({SLEEPING})", timeout=PING_TIMEOUT)
+        except asyncpg.LockNotAvailableError:  # another dispatcher sleeps, or a long write is in flight
+            return False
+        except Exception as exc:
+            log.warning("the outbox listener failed (%s); listening again", type(exc).__name__)
+            await self._drop()
+            return False
+        self._asleep = True
+        return True
+
+    async def wake_up(self) -> None:
+        """Stop asking writers to ring: awake, the dispatcher looks at the table by itself."""
+        connection = self._connection
+        if not self._asleep or connection is None:
+            return
+        self._asleep = False
+        try:
+            await connection.execute(f"SELECT pg_advisory_unlock({SLEEPING})", timeout=PING_TIMEOUT)
+        except Exception as exc:  # the lock goes with the session
+            log.warning("the outbox listener failed (%s); listening again", type(exc).__name__)
+            await self._drop()
 
     def tries_again_in(self) -> float | None:
         """PostgreSQL, not listening: seconds until `listen` tries again (None: nothing to try)."""
-        if self._sqlite or self.hears:
+        if self._sqlite or self.listening:
             return None
         return max(0.0, self._tried + RECONNECT_SECONDS - time.monotonic())
 
@@ -75,7 +118,7 @@ class Doorbell:
 
     async def listen(self) -> None:
         """PostgreSQL: listen if not listening (at most once every RECONNECT_SECONDS while it fails)."""
-        if self._sqlite or self.hears:
+        if self._sqlite or self.listening:
             return
         await self._drop()
         if time.monotonic() - self._tried < RECONNECT_SECONDS:
@@ -86,7 +129,7 @@ class Doorbell:
             connection = await self._connect(
                 asyncpg_dsn(self.engine.url),
                 timeout=CONNECT_TIMEOUT,
-                server_settings={"application_name": APPLICATION_NAME},
+                server_settings={"application_name": APPLICATION_NAME, "lock_timeout": FALL_ASLEEP_MS},
             )
             connection.add_termination_listener(self._lost)
             await connection.add_listener(CHANNEL, self._notified)
@@ -115,6 +158,7 @@ class Doorbell:
             _bells_of(self.engine.sync_engine).discard(self)
 
     async def _drop(self) -> None:
+        self._asleep = False
         connection, self._connection = self._connection, None
         if connection is not None:
             connection.remove_termination_listener(self._lost)  # closed on purpose: not lost
