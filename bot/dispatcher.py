@@ -147,8 +147,9 @@ class Dispatcher:
             waiting = sorted(set(self._locks) - held)
             log.info("%s: running; waiting for the sender lock of: %s", self.name, ", ".join(waiting) or "-")
             while not stop.is_set():
-                await bell.listen()  # at once if it is not listening (first, or its connection dropped)
                 held = await self._hold_locks(held)
+                if held:  # a standby has nothing to be woken for
+                    await bell.listen()  # at once if it is not listening (first, or its connection dropped)
                 if self.clock() - tidied > HOUSEKEEPING:
                     tidied = self.clock()
                     await self._tidy(held)
@@ -185,7 +186,7 @@ class Dispatcher:
     def _sleep(self, held: set[Channel], bell: Doorbell, unheard: float) -> float:
         """How long an idle dispatcher may sleep unless woken."""
         sleep = self.poll_interval if bell.hears else min(self.poll_interval, unheard)
-        if (again := bell.tries_again_in()) is not None:  # to listen again as soon as it may
+        if held and (again := bell.tries_again_in()) is not None:  # to listen again as soon as it may
             sleep = min(sleep, again)
         if held != set(self._locks):  # a standby asks for the sender locks as often as a holder renews
             sleep = min(sleep, self.sender_hold.total_seconds() / 4)
