@@ -29,6 +29,8 @@ from types import FrameType
 import uvicorn
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api import heap
+
 log = logging.getLogger("hamroh")
 FACTORY = "api.workers:worker_app"
 WORKER_HEADER = b"x-hamroh-worker"  # the pid of the worker that answered, to find its lines in the log
@@ -66,6 +68,7 @@ class Server(uvicorn.Server):
 
 def serve(app: ASGIApp, host: str, port: int, said: str) -> int:
     """Serve `app` in this process until SIGINT or SIGTERM."""
+    heap.settle()  # the app is built: what it holds is kept out of later collections
     Server(config(app, host, port), said).run()
     return 0
 
@@ -182,7 +185,9 @@ def worker_app() -> ASGIApp:
     from bot.config import load_settings
 
     settings = load_settings()
-    return NamesWorker(create_app(settings, dispatch=settings.dispatch_in_process, case_jobs=True))
+    app = create_app(settings, dispatch=settings.dispatch_in_process, case_jobs=True)
+    heap.settle()  # the app is built: what it holds is kept out of later collections
+    return NamesWorker(app)
 
 
 class NamesWorker:
