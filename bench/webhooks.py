@@ -141,6 +141,7 @@ class Result:
     failed: int  # answers of 4xx/5xx and socket errors
     server_cpu: float = 0.0  # seconds of CPU the server process spent meanwhile
     wrapped: bool = False  # more requests went than the file held: some were duplicates
+    sender_cpu: float = 0.0  # seconds of CPU the fixed-rate sender (this process) spent
 
     @property
     def rate(self) -> float:
@@ -165,6 +166,7 @@ def serve(kind: str, port: int, settings_json: str) -> None:
     from fastapi.responses import JSONResponse
 
     from api.app import create_app
+    from api.heap import settle
     from bot.config import Settings
     from bot.logs import configure_logging
 
@@ -188,6 +190,7 @@ def serve(kind: str, port: int, settings_json: str) -> None:
         app.add_api_route("/healthz", ok, methods=["GET"])
     else:
         app = create_app(Settings(**json.loads(settings_json)), dispatch=False)
+    settle()  # as `hamroh serve` does, for both servers
     uvicorn.run(app, **server_options(port))  # type: ignore[arg-type]
 
 
@@ -384,63 +387,99 @@ def raw_request(request: Post, port: int) -> bytes:
     return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + request.body
 
 
-async def exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, raw: bytes) -> str:
-    """Send one request and read its answer whole; its status code."""
-    writer.write(raw)
-    status = (await reader.readline()).split(b" ", 2)[1].decode()
-    length = 0
-    while (header := await reader.readline()) not in (b"\r\n", b""):
-        name, _, value = header.partition(b":")
-        if name.strip().lower() == b"content-length":
-            length = int(value)
-    await reader.readexactly(length)
-    return status
+class Exchange(asyncio.Protocol):
+    """One keep-alive connection of the fixed-rate sender: a request out, its whole answer in. A protocol
+    rather than streams: the sender shares the cores with the server and the database, so it must cost
+    them as little as it can."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.answer: asyncio.Future[str] | None = None
+        self.buffer = b""
+        self.closed = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self.answer is not None and not self.answer.done():
+            self.answer.set_exception(ConnectionError("closed"))
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        head, sep, body = self.buffer.partition(b"\r\n\r\n")
+        if not sep or self.answer is None:
+            return
+        length = 0
+        for header in head.split(b"\r\n")[1:]:
+            name, _, value = header.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        if len(body) >= length:
+            self.buffer = body[length:]
+            self.answer.set_result(head.split(b" ", 2)[1].decode())
+
+    async def send(self, raw: bytes) -> str:
+        """Send one request; its status code once the answer is whole."""
+        assert self.transport is not None
+        self.answer = asyncio.get_running_loop().create_future()
+        self.transport.write(raw)
+        try:
+            return await self.answer
+        finally:
+            self.answer = None
 
 
 async def fixed_rate(server: Server, requests: Sequence[Post], rate: float) -> Result:
     """Send each request at its scheduled time (`rate` a second) on a free keep-alive connection (a new
     one when none is free); each latency runs from the scheduled time to the end of the answer."""
     loop = asyncio.get_running_loop()
-    idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
-    opened: list[asyncio.StreamWriter] = []
+    idle: list[Exchange] = []
+    opened: list[Exchange] = []
     latencies: list[float] = []
     statuses: Counter[str] = Counter()
+    raws = [raw_request(request, server.port) for request in requests]
 
-    async def send(request: Post, at: float) -> None:
+    async def send(raw: bytes, at: float) -> None:
         # A kept-alive connection the server closed meanwhile (idle past its keep-alive) is replaced once;
         # a new connection that fails counts as a failed request.
         for reused in (bool(idle), False):
             if reused:
-                reader, writer = idle.pop()
+                connection = idle.pop()
+                if connection.closed:
+                    continue
             else:
-                reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
-                opened.append(writer)
+                _, connection = await loop.create_connection(Exchange, "127.0.0.1", server.port)
+                opened.append(connection)
             try:
-                status = await exchange(reader, writer, raw_request(request, server.port))
-            except (ConnectionError, asyncio.IncompleteReadError, IndexError, ValueError):
-                writer.close()
+                status = await connection.send(raw)
+            except (ConnectionError, IndexError, ValueError):
                 if reused:
                     continue
                 status = "closed"
             latencies.append(loop.time() - at)
             statuses[status] += 1
-            if status != "closed":
-                idle.append((reader, writer))
+            if status != "closed" and not connection.closed:
+                idle.append(connection)
             return
 
     cpu = server.cpu_seconds()
+    ours = time.process_time()
     start = loop.time() + 0.1
     tasks = []
-    for n, request in enumerate(requests):
+    for n, raw in enumerate(raws):
         at = start + n / rate
         if (wait := at - loop.time()) > 0:
             await asyncio.sleep(wait)
-        tasks.append(asyncio.create_task(send(request, at)))
+        tasks.append(asyncio.create_task(send(raw, at)))
     await asyncio.gather(*tasks)
     seconds = loop.time() - start
     used = server.cpu_seconds() - cpu
-    for writer in opened:
-        writer.close()
+    sender_cpu = time.process_time() - ours
+    for connection in opened:
+        if connection.transport is not None:
+            connection.transport.close()
     failed = sum(n for status, n in statuses.items() if not status.startswith(("2", "3")))
     return Result(
         requests=len(requests),
@@ -449,6 +488,7 @@ async def fixed_rate(server: Server, requests: Sequence[Post], rate: float) -> R
         p99_ms=percentile(latencies, 0.99) * 1000,
         failed=failed,
         server_cpu=used,
+        sender_cpu=sender_cpu,
     )
 
 
@@ -526,7 +566,8 @@ class Run:
             f"{channel:<9} fixed  {name:<14} {rate:.0f}/s ({self.args.rate_share:.0%} of "
             f"{capacity:.0f}/s) for {result.seconds:.1f} s: p50 {result.p50_ms:.2f} ms, "
             f"p99 {result.p99_ms:.2f} ms{versus}; "
-            f"{result.failed} failed, cpu {result.cpu_ms:.3f} ms/req"
+            f"{result.failed} failed, cpu {result.cpu_ms:.3f} ms/req; the sender used "
+            f"{result.sender_cpu / result.seconds:.0%} of a core"
         )
         print(said, flush=True)
         bare = [self.bare.get((channel, c)) for c in self.args.connections]
