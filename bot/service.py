@@ -1,8 +1,10 @@
-"""One turn = one transaction: deduplicate, load, run the engine, save, apply events, queue replies.
+"""One turn = one transaction: load her (locked), record the delivery, run the engine, save, apply events,
+queue replies.
 
 Nothing is sent inside the transaction: replies go to the outbox, which the dispatcher empties. If
 anything fails the whole turn rolls back and the caller answers 5xx, so the provider delivers again and
-the duplicate check makes that safe.
+the duplicate check makes that safe. A redelivery is found when its delivery is recorded (on PostgreSQL
+with the turn's last statement, bot.store.turns) and rolls the whole turn back: it leaves nothing.
 """
 
 from __future__ import annotations
@@ -47,15 +49,12 @@ from bot.conversation.model import (
 )
 from bot.store import Case, Delivery, turns
 from bot.store.crypto import Vault, normalise_address
+from bot.store.direct import Redelivered
 from bot.store.turns import Her, TurnDb
 
 DANGER_QUEUE = "support"  # where an urgent case opened by her words waits (priority says it is urgent)
 
 log = logging.getLogger(__name__)
-
-
-class _Duplicate(Exception):
-    """The message was handled before: its turn is rolled back and does nothing."""
 
 
 @dataclass(frozen=True)
@@ -121,16 +120,16 @@ class Hamroh:
         try:
             async with turns.turn_transaction(self.engine) as db:
                 return await self._turn(db, inbound, address)
-        except _Duplicate:  # rolled back: a redelivery leaves nothing, not even a contact made for it
+        except Redelivered:  # rolled back: a redelivery leaves nothing, not even a contact made for it
             return Outcome(duplicate=True)
 
     async def _turn(self, db: TurnDb, inbound: Inbound, address: str) -> Outcome:
         now = self.clock()
         her, stored = await self._her(db, inbound.channel, address, now)
-        if inbound.provider_id is not None and not await turns.record_delivery(
-            db, channel=inbound.channel, provider_id=inbound.provider_id, contact_id=her.id, now=now
-        ):
-            raise _Duplicate
+        if inbound.provider_id is not None:  # a redelivery rolls the turn back (Redelivered)
+            await turns.record_delivery(
+                db, channel=inbound.channel, provider_id=inbound.provider_id, contact_id=her.id, now=now
+            )
         session = Session.from_json(json.loads(stored)) if stored is not None else Session()
         courses = await self.courses.get(db.session)
         case = None

@@ -17,6 +17,7 @@ from bot.service import Hamroh, Inbound, count_rows
 from bot.store import ChatMessage, Contact, ConversationState, Delivery, OutboxMessage, turns
 from bot.store.crypto import Vault, normalise_address
 from bot.store.db import create_engine, transaction
+from bot.store.direct import Redelivered
 from tests.conftest import Clock, Tokens
 
 PHONE = "+992 90 123 45 67"
@@ -27,14 +28,22 @@ async def test_a_delivery_is_recorded_once_and_a_session_written_whether_new_or_
 ) -> None:
     await small_hamroh.handle(Inbound("sms", PHONE, "hi", provider_id="SM1"))
     fingerprint = small_hamroh.vault.fingerprint(normalise_address("sms", PHONE))
+
+    async def again() -> None:
+        async with turns.turn_transaction(small_hamroh.engine) as db:
+            her, _ = await turns.her_contact_and_session(db, fingerprint)
+            assert her is not None
+            await turns.record_delivery(db, channel="sms", provider_id="SM1", contact_id=her.id, now=clock())
+            turns.save_session(db, contact_id=her.id, state='{"node": "lost"}', now=clock())
+
+    with pytest.raises(Redelivered):  # at once on SQLite; with the turn's last statement on PostgreSQL
+        await again()
     async with turns.turn_transaction(small_hamroh.engine) as db:
         contact, state = await turns.her_contact_and_session(db, fingerprint)
         assert contact is not None
         assert state is not None
-        assert not await turns.record_delivery(
-            db, channel="sms", provider_id="SM1", contact_id=contact.id, now=clock()
-        )
-        assert await turns.record_delivery(
+        assert '"lost"' not in state  # the redelivered turn's writes were rolled back
+        await turns.record_delivery(
             db, channel="telegram", provider_id="SM1", contact_id=contact.id, now=clock()
         )  # the same id on another channel is another message
         turns.save_session(db, contact_id=contact.id, state='{"node": "x"}', now=clock())
@@ -192,14 +201,14 @@ async def test_on_postgresql_a_turn_sends_one_statement_through_sqlalchemy_and_t
 async def test_on_postgresql_her_session_log_and_message_id_go_with_the_replies_in_one_statement(
     postgres_url: str, small_flows: FlowSet, vault: Vault, clock: Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """After her contact's SELECT: the delivery, then one statement that writes her session, the request
-    log, her message id and the replies together (as CTEs of the outbox's INSERT)."""
-    sent: list[int] = []  # per asyncpg statement: how many writes rode along with it
+    """After her contact's SELECT, one statement writes her session, the request log, her message id, the
+    replies and the delivery's record (which must be new) together, as CTEs."""
+    sent: list[tuple[int, int]] = []  # per asyncpg statement: the writes riding along, the checked ones
     real = turns.fetch_together
 
-    async def counted(driver: object, riding: list[object], main: object) -> object:
-        sent.append(len(riding))
-        return await real(driver, riding, main)  # type: ignore[arg-type]
+    async def counted(driver: object, riding: list[object], main: object, checked: list[object]) -> object:
+        sent.append((len(riding), len(checked)))
+        return await real(driver, riding, main, checked)  # type: ignore[arg-type]
 
     monkeypatch.setattr(turns, "fetch_together", counted)
     engine = create_engine(postgres_url)
@@ -209,9 +218,9 @@ async def test_on_postgresql_her_session_log_and_message_id_go_with_the_replies_
         sent.clear()
         outcome = await hamroh.handle(Inbound("telegram", "5551234", "1", provider_id="u2", message_id=8))
         assert outcome.outbox_ids
-        assert sent[0] == 0  # the delivery: nothing waits yet
-        assert len(sent) == 2  # and one statement more: the replies
-        assert sent[1] >= 2  # with her session and her message id (and the request log) riding along
+        ((riding, checked),) = sent  # one statement after her contact's SELECT
+        assert riding >= 2  # her session and her message id at least (and the request log)
+        assert checked == 1  # the delivery
         async with transaction(engine) as db:
             assert await count_rows(db, ChatMessage) == 2
             (state,) = (await db.exec(select(ConversationState))).all()

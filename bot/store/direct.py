@@ -64,6 +64,7 @@ class Compiled:
     fixed: Mapping[str, Any]  # the columns' defaults, for the columns not given
     ordered: bool  # many rows RETURNING: put them back in the order given (by their id)
     insert: bool  # reads nothing: others' writes may ride along with it
+    returns: int  # columns it returns (RETURNING)
 
     def args(self, params: Params) -> list[Any]:
         given: Mapping[str, Any]
@@ -119,9 +120,15 @@ def compiled_for(statement: Any, dialect: Any, params: Params) -> Compiled | Non
             compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names
         )
         ordered = many > 1 and bool(returns)
-        found = Compiled(statement, compiled.string, names, convert, fixed, ordered, table is not None)
+        found = Compiled(
+            statement, compiled.string, names, convert, fixed, ordered, table is not None, len(returns)
+        )
     _compiled[key] = found
     return found
+
+
+class Redelivered(Exception):
+    """A write expected to add a row added none: her message was handled before (its delivery is there)."""
 
 
 async def fetch(driver: Any, compiled: Compiled, params: Params) -> Rows:
@@ -131,39 +138,63 @@ async def fetch(driver: Any, compiled: Compiled, params: Params) -> Rows:
 
 _together: dict[tuple[int, ...], str] = {}
 
+Part = tuple[Compiled, Params]
+
 
 async def fetch_together(
-    driver: Any, riding: Sequence[tuple[Compiled, Params]], main: tuple[Compiled, Params]
+    driver: Any, riding: Sequence[Part], main: Part | None, checked: Sequence[Part] = ()
 ) -> Rows:
-    """Run `main` with the `riding` writes as data-modifying CTEs of the same statement (one round trip);
-    what `main` returns. The riding statements return nothing anyone reads."""
-    last, params = main
-    args = [arg for part, part_params in riding for arg in part.args(part_params)]
-    args += last.args(params)
-    sql = last.sql
-    if riding:
-        key = (*(id(part) for part, _ in riding), id(last))
-        sql = _together.get(key) or _together.setdefault(key, _combined([part for part, _ in riding], last))
+    """Run `main` with the `riding` and `checked` writes as data-modifying CTEs of one statement (one
+    round trip); what `main` returns. Riding writes return nothing anyone reads; a checked write must add
+    a row (an INSERT ... ON CONFLICT DO NOTHING RETURNING), else Redelivered (the caller rolls back)."""
+    parts = [*riding, *checked, *([main] if main is not None else [])]
+    args = [arg for part, params in parts for arg in part.args(params)]
+    key = (*(id(part) for part, _ in parts), len(checked), main is not None)
+    sql = _together.get(key)
+    if sql is None:
+        statements = [part for part, _ in parts]
+        sql = _together.setdefault(key, _combined(statements, len(checked), main is not None))
     try:
         records = await driver.fetch(sql, *args)
     except asyncpg.IntegrityConstraintViolationError as exc:  # as SQLAlchemy says it: the turn retries
         raise IntegrityError(sql, None, exc) from exc
-    if last.ordered:
+    if checked:  # one row: how many rows each checked write added, then what `main` returned
+        (record,) = records
+        added, returned = record[: len(checked)], record[len(checked)]
+        if not all(added):
+            raise Redelivered
+        records = [(value,) for value in returned or ()]
+    elif main is None or not main[0].returns:
+        records = []
+    if main is not None and main[0].ordered:
         records.sort(key=lambda record: record[0])  # ids are taken in the order the rows are given
-    return Rows(records)
+    return Rows(list(records))
 
 
-def _combined(riding: Sequence[Compiled], last: Compiled) -> str:
-    """One statement: the riding writes as CTEs w0, w1, ..., then `last`; each part's numbered parameters
-    moved past the parts before it."""
-    parts: list[str] = []
+def _combined(parts: Sequence[Compiled], checked: int, has_main: bool) -> str:
+    """One statement of `parts` (each part's numbered parameters moved past the parts before it).
+
+    Without checked parts: every part but the last as CTEs w0, w1, ..., then the last. With them: every
+    part a CTE, then one row: how many rows each checked part added, and what the last returned (an
+    array of its one column; NULL without a main part)."""
+    shifted: list[str] = []
     offset = 0
-    for n, part in enumerate((*riding, last)):
-        shifted = _shift(part.sql, offset)
-        parts.append(shifted if part is last else f"w{n} AS ({shifted})")
+    for part in parts:
+        shifted.append(_shift(part.sql, offset))
         offset += len(part.names)
-    *ctes, main = parts
-    return f"WITH {', '.join(ctes)} {main}"
+    if not checked:
+        *ctes, last = shifted
+        if not ctes:
+            return last
+        return "WITH " + ", ".join(f"w{n} AS ({sql})" for n, sql in enumerate(ctes)) + f" {last}"
+    every = ", ".join(f"w{n} AS ({sql})" for n, sql in enumerate(shifted))
+    first_checked = len(parts) - checked - (1 if has_main else 0)
+    # Only CTE names of ours and numbers go into these: nothing from outside.
+    counts = [f"(SELECT count(*) FROM w{first_checked + n})" for n in range(checked)]  # noqa: S608
+    returned = "NULL::int[]"
+    if has_main and parts[-1].returns:
+        returned = f"ARRAY(SELECT * FROM w{len(parts) - 1})"  # noqa: S608
+    return f"WITH {every} SELECT {', '.join([*counts, returned])}"
 
 
 def _shift(sql: str, by: int) -> str:

@@ -24,7 +24,16 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.store.db import one_writer
-from bot.store.direct import Compiled, Params, compiled_for, direct, fetch, fetch_together
+from bot.store.direct import (
+    Compiled,
+    Params,
+    Part,
+    Redelivered,
+    compiled_for,
+    direct,
+    fetch,
+    fetch_together,
+)
 from bot.store.tables import Contact, ConversationState, Delivery, OutboxMessage
 
 _CONTACTS = Contact.__table__  # type: ignore[attr-defined]
@@ -111,6 +120,7 @@ class TurnDb:
         self._session: AsyncSession | None = None
         self._driver: Any = None  # asyncpg's connection, once the transaction has begun
         self._later: list[tuple[Any, Params]] = []
+        self._checked: list[Part] = []  # writes that must add a row, else Redelivered
 
     @property
     def dialect(self) -> str:
@@ -120,6 +130,18 @@ class TurnDb:
         """A write nothing in the turn reads back: it goes with the turn's next statement, or at its end."""
         self._later.append((statement, params))
 
+    def checks_later(self, statement: Any, params: Params) -> bool:
+        """Whether an INSERT ... ON CONFLICT DO NOTHING RETURNING that must add a row can wait for the
+        turn's next statement (asyncpg runs them): if so it waits, and Redelivered is raised then when it
+        added none. Else the caller runs it now."""
+        if self._driver is None:
+            return False
+        compiled = compiled_for(statement, self.connection.dialect, params)
+        if compiled is None:
+            return False
+        self._checked.append((compiled, params))
+        return True
+
     async def run(self, statement: Any, params: Params) -> Any:
         """Execute a Core statement with its parameters (a list of them: one statement of many rows), after
         the writes waiting for it (with it, where it is an INSERT that asyncpg runs)."""
@@ -128,8 +150,8 @@ class TurnDb:
             if main is not None:
                 riding = self._direct_all(self._later) if main.insert else None
                 if riding is not None:
-                    self._later = []
-                    return await fetch_together(self._driver, riding, (main, params))
+                    checked, self._later, self._checked = self._checked, [], []
+                    return await fetch_together(self._driver, riding, (main, params), checked)
                 await self.write_out()
                 return await fetch(self._driver, main, params)
         await self.write_out()
@@ -151,13 +173,15 @@ class TurnDb:
     async def write_out(self) -> None:
         """Run the waiting writes now (as one statement where asyncpg runs them all)."""
         waiting, self._later = self._later, []
-        if not waiting:
+        checked, self._checked = self._checked, []
+        if not waiting and not checked:
             return
         riding = self._direct_all(waiting) if self._driver is not None else None
         if riding is not None:
-            *before, last = riding
-            await fetch_together(self._driver, before, last)
+            await fetch_together(self._driver, riding, None, checked)
             return
+        if checked:  # SQLAlchemy runs the waiting writes: the checks go first, alone
+            await fetch_together(self._driver, [], None, checked)
         for statement, params in waiting:
             await self.connection.execute(statement, params)
 
@@ -239,14 +263,17 @@ def _contact_update(names: frozenset[str]) -> Any:
 
 async def record_delivery(
     db: TurnDb, *, channel: str, provider_id: str, contact_id: int | None, now: datetime
-) -> bool:
-    """Record a message as handled; False if it was already (a redelivery: the turn does nothing).
+) -> None:
+    """Record a message as handled; Redelivered if it was already (the turn rolls back and does nothing).
 
-    A redelivery racing the first delivery waits for the other transaction and then finds it.
+    On PostgreSQL the record goes with the turn's last statement (one round trip fewer), so a redelivery is
+    found then, and rolled back whole; elsewhere at once. A redelivery racing the first delivery waits
+    for her lock (or the other transaction's row) and then finds it.
     """
     values = {"channel": channel, "provider_id": provider_id, "contact_id": contact_id, "received_at": now}
-    inserted = await db.run(_STATEMENTS[db.dialect]["delivery"], values)
-    return inserted.first() is not None
+    statement = _STATEMENTS[db.dialect]["delivery"]
+    if not db.checks_later(statement, values) and (await db.run(statement, values)).first() is None:
+        raise Redelivered
 
 
 def save_session(db: TurnDb, *, contact_id: int, state: str, now: datetime) -> None:
