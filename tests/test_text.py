@@ -9,6 +9,8 @@ import unicodedata
 
 import pytest
 
+from bot.config import ROOT
+from bot.conversation.flows import FlowSet
 from bot.conversation.letters import GSM_BASIC, GSM_EXTENSION
 from bot.conversation.text import (
     EXACT,
@@ -16,6 +18,7 @@ from bot.conversation.text import (
     ONE_EDIT,
     PREFIX,
     SmsCount,
+    best_keyword,
     clean,
     fold,
     is_exactly,
@@ -542,3 +545,28 @@ def test_split_random_texts(seed: int) -> None:
     limit = rng.randint(2, 80)
     pieces = split_for_telegram(text, limit=limit)
     _check_pieces(text, pieces, limit)
+
+
+def test_the_best_keyword_is_the_first_with_the_highest_score_for_every_message(flows: FlowSet) -> None:
+    # best_keyword scores each keyword word once per message: it must choose exactly what scoring every
+    # keyword whole (keyword_score) and keeping the first of the best chooses, on real messages.
+    lines = (ROOT / "tests" / "data" / "triage" / "tune.tsv").read_text(encoding="utf-8").splitlines()[1:]
+    messages = [line.split("\t")[3] for line in lines]
+    messages += ["салом", "алимент", "алименты бор?", "zags kujo", "никах", "1", "", "🙏", "талоқ ва алимент"]
+    matched = 0
+    for message in messages:
+        folded = fold(message)
+        best, expected = 0, None
+        for keyword, ref in flows.keywords:
+            if (score := keyword_score(folded, keyword)) > best:
+                best, expected = score, ref
+        assert best_keyword(folded, flows.keywords) == expected, message
+        matched += expected is not None
+    assert matched > 20  # the comparison is about real matches, not only misses
+
+
+def test_of_equally_good_keywords_the_first_is_chosen() -> None:
+    keywords = [("суд", "court"), (fold("алимент"), "first"), (fold("алимент"), "second")]
+    assert best_keyword(fold("ман алимент мехоҳам"), keywords) == "first"
+    assert best_keyword(fold("салом"), keywords) is None
+    assert best_keyword("", keywords) is None

@@ -34,7 +34,7 @@ from bot.conversation.model import (
     WroteToCase,
 )
 from bot.conversation.state import ALWAYS_OPEN, Acc
-from bot.conversation.text import clean, fold_message, keyword_score
+from bot.conversation.text import best_keyword, clean, fold_message
 
 MAX_INPUT = 1000  # characters of her message looked at; nothing longer is needed to route a turn
 MENU = screens.MAIN_MENU
@@ -317,14 +317,7 @@ def _answer(acc: Acc, node: Node, text: str, folded: str) -> bool:
 
 
 def _keyword(flows: FlowSet, folded: str) -> str | None:
-    if not folded:
-        return None
-    best_score, best_ref = 0, None
-    for keyword, ref in flows.keywords:
-        score = keyword_score(folded, keyword)
-        if score > best_score:
-            best_score, best_ref = score, ref
-    return best_ref
+    return best_keyword(folded, flows.keywords) if folded else None
 
 
 def _enter(acc: Acc, ref: str, *, remember: bool = True) -> None:

@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final, Literal
+from functools import cache
+from typing import Final, Literal, TypeVar
 
 from bot.conversation.letters import (
     APOSTROPHES,
@@ -36,6 +38,8 @@ from bot.conversation.letters import (
     SKELETON_DIGRAPHS,
     SKELETON_SINGLES,
 )
+
+T = TypeVar("T")
 
 # Invisible characters that split words or flip their display, and lone surrogates left by bad decoding.
 _INVISIBLE: Final = re.compile(
@@ -127,6 +131,50 @@ def keyword_score(folded_text: str, folded_keyword: str) -> int:
         else:
             best = max(best, total)
     return best
+
+
+def best_keyword(folded_text: str, keywords: Sequence[tuple[str, T]]) -> T | None:
+    """What the best-scoring keyword stands for (`keyword_score`; the first of equals), None if none matches.
+
+    The same scores as `keyword_score` for each, found faster: every keyword word is scored against the
+    input's words once, not once for every keyword that has it and every place it is tried (a message of a
+    few words is scored against some 200 keywords on every turn).
+    """
+    words = folded_text.split(maxsplit=MAX_WORDS)[:MAX_WORDS]
+    if not words:
+        return None
+    scored: dict[str, list[int]] = {}
+
+    def scores(key: str) -> list[int]:
+        found = scored.get(key)
+        if found is None:
+            found = scored[key] = [_word_score(word, key) for word in words]
+        return found
+
+    best, chosen = 0, None
+    for keyword, meaning in keywords:
+        wanted = _split_keyword(keyword)
+        if not wanted or len(wanted) > len(words):
+            continue
+        first = scores(wanted[0])
+        for start in range(len(words) - len(wanted) + 1):
+            total = first[start]
+            if not total:
+                continue
+            for offset in range(1, len(wanted)):
+                points = scores(wanted[offset])[start + offset]
+                if not points:
+                    break
+                total += points
+            else:
+                if total > best:
+                    best, chosen = total, meaning
+    return chosen
+
+
+@cache
+def _split_keyword(folded_keyword: str) -> tuple[str, ...]:
+    return tuple(folded_keyword.split())
 
 
 def is_exactly(folded_text: str, folded_word: str) -> bool:
