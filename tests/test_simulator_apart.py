@@ -169,7 +169,7 @@ async def test_the_simulator_typing_her_number_never_reaches_her(
                     now=hamroh.clock(),
                     send_now=True,
                 )
-            await asyncio.sleep(1.0)  # the dispatcher polls five times a second: time to do harm, if it would
+            await asyncio.sleep(1.0)  # the dispatcher is woken by the row: time to do harm, if it would
             assert "Салом" in [r["text"] for r in (await tg("ташаккур"))["replies"]]
 
             await asyncio.sleep(0.5)
