@@ -30,18 +30,11 @@ from bot.store.crypto import Vault
 from bot.store.db import create_engine, transaction
 from tests.conftest import Clock, Tokens
 from tests.test_dispatcher import RecordingSender, a_contact, queue
+from tests.test_workers import until  # its guard (30 s) is shorter than ASLEEP too
 
 WAIT_SECONDS = 20.0  # a hang guard, shorter than the dispatcher's own looks: never a measure of speed
 ASLEEP = 60.0  # the dispatcher's own looks at the table, so far apart that only a wake sends in time
 FAST = Limits(per_second={"telegram": 1000.0, "sms": 1000.0}, per_chat_gap={})
-
-
-async def until(condition: Callable[[], Any]) -> Any:
-    deadline = time.monotonic() + WAIT_SECONDS
-    while not (result := condition()):
-        assert time.monotonic() < deadline, "waited too long"
-        await asyncio.sleep(0.02)
-    return result
 
 
 async def until_async(read: Callable[[], Any]) -> Any:
