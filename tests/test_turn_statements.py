@@ -14,7 +14,15 @@ from sqlmodel import select
 from bot import outbox
 from bot.conversation.flows import FlowSet
 from bot.service import Hamroh, Inbound, count_rows
-from bot.store import ChatMessage, Contact, ConversationState, Delivery, OutboxMessage, turns
+from bot.store import (
+    ChatMessage,
+    Contact,
+    ConversationState,
+    Delivery,
+    OutboxMessage,
+    RequestLogEntry,
+    turns,
+)
 from bot.store.crypto import Vault, normalise_address
 from bot.store.db import create_engine, transaction
 from bot.store.direct import Redelivered
@@ -225,5 +233,33 @@ async def test_on_postgresql_her_session_log_and_message_id_go_with_the_replies_
             assert await count_rows(db, ChatMessage) == 2
             (state,) = (await db.exec(select(ConversationState))).all()
             assert state.updated_at == clock()
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.postgres
+async def test_a_waiting_write_sqlalchemy_must_run_still_lands_and_a_redelivery_still_rolls_back(
+    postgres_url: str, clock: Clock
+) -> None:
+    """A write not compiled for asyncpg (a statement made per call) goes through SQLAlchemy, after the
+    delivery's check: the check still rolls the turn back, and otherwise both land."""
+    engine = create_engine(postgres_url)
+    made_per_call = sa.insert(RequestLogEntry.__table__)  # type: ignore[attr-defined]
+    now = clock()
+    row = {"hour": now, "topic": "t", "channel": "sms", "lang": "tg", "district": None, "pseudonym": "p"}
+
+    async def turn(provider_id: str) -> None:
+        async with turns.turn_transaction(engine) as db:
+            await turns.her_contact_and_session(db, "nobody")  # begins the transaction
+            await turns.record_delivery(db, channel="sms", provider_id=provider_id, contact_id=None, now=now)
+            db.later(made_per_call, [row])
+
+    try:
+        await turn("m1")
+        with pytest.raises(Redelivered):
+            await turn("m1")
+        async with transaction(engine) as db:
+            assert await count_rows(db, Delivery) == 1
+            assert await count_rows(db, RequestLogEntry) == 1  # the redelivery's row was rolled back
     finally:
         await engine.dispose()
