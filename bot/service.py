@@ -160,7 +160,8 @@ class Hamroh:
             await effects.erase_her(orm, self.vault, await db.contact(her), address, now, flows=self.flows)
             if inbound.provider_id is not None:  # still drop a redelivery of this very message
                 orm.add(Delivery(channel=inbound.channel, provider_id=inbound.provider_id, received_at=now))
-            ids = await self._queue(db, None, inbound, address, turn, now, ephemeral=True)
+            sealed = self.vault.seal(address)  # her contact, and its sealed address, are gone
+            ids = await self._queue(db, None, inbound, sealed, turn, now, ephemeral=True)
             return Outcome(duplicate=False, contact_id=None, outbox_ids=ids, events=turn.events)
         await self._save(db, her, turn, now)
         case = await self._cases(db, her, case, session, inbound, turn, now)
@@ -194,7 +195,7 @@ class Hamroh:
         if closed:
             self.courses.forget()  # a course closed since it was read: list what is open now
         turn = replace(turn, replies=turn.replies + decided)
-        ids = await self._queue(db, her.id, inbound, address, turn, now, commands=commands)
+        ids = await self._queue(db, her.id, inbound, her.address, turn, now, commands=commands)
         if case is not None:  # what the bot told her belongs to the transcript the counsellor reads
             orm = await db.session()
             for reply in turn.replies:
@@ -282,13 +283,6 @@ class Hamroh:
                 "channel": channel,
                 "fingerprint": fingerprint,
                 "address": self.vault.seal(address),
-                "lang": None,
-                "district": None,
-                "script": "cyrillic",
-                "subscribed": False,
-                "opted_out": False,
-                "safe_hours": None,
-                "may_have_case": False,
                 "pseudonym": self.new_token(),
                 "pseudonym_month": month,
                 "created_at": now,
@@ -314,16 +308,17 @@ class Hamroh:
         db: TurnDb,
         contact_id: int | None,
         inbound: Inbound,
-        address: str,
+        sealed: bytes,
         turn: Turn,
         now: datetime,
         *,
         ephemeral: bool = False,
         commands: Sequence[dict[str, Any]] = (),
     ) -> tuple[int, ...]:
+        """Her replies (and commands to her channel) into the outbox, to `sealed`: her address as sealed on
+        her contact, sealed once for the turn."""
         if turn.session.opted_out and not any(isinstance(e, OptedOut) for e in turn.events):
             turn = replace(turn, replies=())  # nothing is sent to her after a stop word but its confirmation
-        sealed = self.vault.seal(address)
         first = list(commands)
         if inbound.callback_query_id is not None:  # first, so her button stops spinning before the reply
             first.insert(
@@ -331,7 +326,7 @@ class Hamroh:
                 telegram.answer_row(
                     self.vault,
                     contact_id=contact_id,
-                    address=address,
+                    sealed_address=sealed,
                     callback_query_id=inbound.callback_query_id,
                     now=now,
                 ),

@@ -59,7 +59,7 @@ def render(reply: Reply) -> dict[str, Any]:
 
 
 def answer_row(
-    vault: Vault, *, contact_id: int | None, address: str, callback_query_id: str, now: datetime
+    vault: Vault, *, contact_id: int | None, sealed_address: bytes, callback_query_id: str, now: datetime
 ) -> dict[str, Any]:
     """An outbox command (`bot.outbox.values`) that answers a pressed button, so her app stops showing it
     as loading.
@@ -70,7 +70,7 @@ def answer_row(
         vault,
         contact_id=contact_id,
         channel="telegram",
-        sealed_address=vault.seal(address),
+        sealed_address=sealed_address,
         body={"op": "answer_callback", "id": callback_query_id},
         now=now,
         kind="command",

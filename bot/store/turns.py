@@ -43,6 +43,11 @@ _OUTBOX = OutboxMessage.__table__  # type: ignore[attr-defined]
 # One INSERT of every row, their ids returned in the order given (the order they will leave in).
 _OUTBOX_INSERT = direct(sa.insert(_OUTBOX).returning(_OUTBOX.c.id, sort_by_parameter_order=True))
 _NEW_CONTACT = direct(sa.insert(_CONTACTS).returning(_CONTACTS.c.id))
+_CONTACT_DEFAULTS = {  # the model's: a constant, or none (NULL)
+    column.name: column.default.arg if column.default is not None and column.default.is_scalar else None
+    for column in _CONTACTS.columns
+    if column.name != "id"
+}
 
 # What a turn reads of her contact, and may change.
 SETTLED = ("lang", "district", "script", "subscribed", "opted_out")
@@ -196,7 +201,7 @@ class TurnDb:
         return self._session
 
     async def contact(self, her: Her) -> Contact:
-        """Her contact as an ORM object, for the steps that change it (write `her` first)."""
+        """Her contact as an ORM object, for the steps that change it (with what `save_contact` wrote)."""
         session = await self.session()
         contact = await session.get(Contact, her.id)
         assert contact is not None  # locked by this turn since it was read
@@ -240,9 +245,10 @@ async def her_contact_and_session(db: TurnDb, fingerprint: str) -> tuple[Her | N
 
 
 async def new_contact(db: TurnDb, values: Mapping[str, Any]) -> Her:
-    """Her contact, made on her first message (every column given: the table's defaults are the model's)."""
-    made = (await db.run(_NEW_CONTACT, values)).scalar_one()
-    return Her(id=made, **{name: values[name] for name in _READ if name != "id"})
+    """Her contact, made on her first message: `values`, and the model's defaults for the rest."""
+    row = {**_CONTACT_DEFAULTS, **values}
+    made = (await db.run(_NEW_CONTACT, row)).scalar_one()
+    return Her(id=made, **{name: row[name] for name in _READ if name != "id"})
 
 
 def save_contact(db: TurnDb, her: Her) -> None:
