@@ -95,13 +95,12 @@ class Sleepy:
             await self.task
 
 
-@pytest.mark.postgres
-async def test_a_reply_written_by_a_turn_in_another_worker_wakes_the_idle_dispatcher(
-    postgres_url: str, flows: FlowSet, vault: Vault, clock: Clock
+async def her_turn_wakes_the_sleeper(
+    dispatching: AsyncEngine, turning: AsyncEngine, flows: FlowSet, vault: Vault, clock: Clock
 ) -> None:
-    engine, elsewhere = create_engine(postgres_url), create_engine(postgres_url)  # as in two workers
-    hamroh = Hamroh(engine=elsewhere, flows=flows, vault=vault, clock=clock, new_token=Tokens())
-    sleepy = Sleepy(engine, vault, clock)
+    """A dispatcher asleep on `dispatching`; her turn through `turning` queues a reply: it is sent."""
+    hamroh = Hamroh(engine=turning, flows=flows, vault=vault, clock=clock, new_token=Tokens())
+    sleepy = Sleepy(dispatching, vault, clock)
     try:
         await sleepy.asleep()
 
@@ -110,6 +109,16 @@ async def test_a_reply_written_by_a_turn_in_another_worker_wakes_the_idle_dispat
         await until(sleepy.texts)
     finally:
         await sleepy.close()
+
+
+@pytest.mark.postgres
+async def test_a_reply_written_by_a_turn_in_another_worker_wakes_the_idle_dispatcher(
+    postgres_url: str, flows: FlowSet, vault: Vault, clock: Clock
+) -> None:
+    engine, elsewhere = create_engine(postgres_url), create_engine(postgres_url)  # as in two workers
+    try:
+        await her_turn_wakes_the_sleeper(engine, elsewhere, flows, vault, clock)
+    finally:
         await engine.dispose()
         await elsewhere.dispose()
 
@@ -118,16 +127,9 @@ async def test_on_sqlite_a_turn_in_the_same_process_wakes_the_idle_dispatcher(
     sqlite_url: str, flows: FlowSet, vault: Vault, clock: Clock
 ) -> None:
     engine = create_engine(sqlite_url)  # one engine, as `hamroh serve` has on SQLite
-    hamroh = Hamroh(engine=engine, flows=flows, vault=vault, clock=clock, new_token=Tokens())
-    sleepy = Sleepy(engine, vault, clock)
     try:
-        await sleepy.asleep()
-
-        await hamroh.handle(Inbound("telegram", "tg:700002", "salom", provider_id="tg-2"))
-
-        await until(sleepy.texts)
+        await her_turn_wakes_the_sleeper(engine, engine, flows, vault, clock)
     finally:
-        await sleepy.close()
         await engine.dispose()
 
 
