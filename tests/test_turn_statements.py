@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 
 import asyncpg
 import pytest
@@ -201,6 +202,45 @@ async def test_on_postgresql_a_turn_sends_one_statement_through_sqlalchemy_and_t
             (contact,) = (await db.exec(select(Contact))).all()
             assert contact.pseudonym_month == clock().strftime("%Y-%m")
             assert await count_rows(db, Delivery) == 2
+    finally:
+        await engine.dispose()
+
+
+async def test_on_sqlite_a_turn_runs_its_statements_on_sqlite3_and_holds_the_write_lock_throughout(
+    sqlite_url: str, small_flows: FlowSet, vault: Vault, clock: Clock
+) -> None:
+    """No statement of a plain turn goes through SQLAlchemy's cursor: sqlite3 runs them on the event loop's
+    thread, inside the transaction begun IMMEDIATE, and what they read comes back as SQLAlchemy gives it."""
+    engine = create_engine(sqlite_url)
+    through_sqlalchemy: list[str] = []
+    sa.event.listen(engine.sync_engine, "before_cursor_execute", lambda *a: through_sqlalchemy.append(a[2]))
+    hamroh = Hamroh(engine=engine, flows=small_flows, vault=vault, clock=clock, new_token=Tokens())
+    try:
+        await hamroh.handle(Inbound("telegram", "5551234", "hi", provider_id="u1", message_id=7))
+        clock.advance(days=40)  # a new month: her contact changes too (a new pseudonym)
+        through_sqlalchemy.clear()
+        outcome = await hamroh.handle(Inbound("telegram", "5551234", "1", provider_id="u2", message_id=8))
+        assert outcome.outbox_ids
+        assert all("FROM courses" in sql for sql in through_sqlalchemy)  # read once a minute
+        async with transaction(engine) as db:
+            assert await count_rows(db, ChatMessage) == 2
+            assert await count_rows(db, Delivery) == 2
+            (contact,) = (await db.exec(select(Contact))).all()
+            assert contact.pseudonym_month == clock().strftime("%Y-%m")
+            (state,) = (await db.exec(select(ConversationState))).all()
+            assert state.updated_at == clock()
+        fingerprint = vault.fingerprint(normalise_address("telegram", "5551234"))
+        async with turns.turn_transaction(engine) as db:
+            her, _ = await turns.her_contact_and_session(db, fingerprint)
+            assert her is not None
+            assert (her.subscribed, her.opted_out, her.may_have_case) == (False, False, False)
+            assert all(type(flag) is bool for flag in (her.subscribed, her.opted_out, her.may_have_case))
+            other = sqlite3.connect(make_url(sqlite_url).database or "", timeout=0)
+            try:
+                with pytest.raises(sqlite3.OperationalError, match="locked"):
+                    other.execute("BEGIN IMMEDIATE")
+            finally:
+                other.close()
     finally:
         await engine.dispose()
 

@@ -37,6 +37,7 @@ from sqlalchemy.engine import URL, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.leases import lock_key
+from bot.store.db import OUTBOX_TOUCHED as _TOUCHED
 from bot.store.db import is_sqlite
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,6 @@ RECONNECT_SECONDS = 2.0  # between attempts to listen again while the database d
 CLOSE_TIMEOUT = 2.0
 SLEEPING = lock_key("hamroh:outbox:asleep")  # as migrations/versions/0006_outbox_notify.py tries it
 FALL_ASLEEP_MS = "1000"  # the longest a dispatcher waits for writers in flight before it may sleep
-_TOUCHED = "hamroh_outbox_touched"  # on a SQLite connection's info: this transaction wrote to the outbox
 
 Connect = Callable[..., Any]
 

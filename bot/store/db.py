@@ -12,10 +12,14 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.util import await_
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 POOL_RECYCLE_SECONDS = 300  # a PostgreSQL connection is replaced after 5 minutes
+# On a SQLite connection's info: this transaction wrote to the outbox (its commit wakes this process's
+# dispatcher: bot.outbound.wakeup).
+OUTBOX_TOUCHED = "hamroh_outbox_touched"
 
 
 def async_url(url: str) -> URL:
@@ -97,7 +101,9 @@ def _make_sqlite_safe(engine: AsyncEngine, busy_ms: int = SQLITE_BUSY_TIMEOUT_MS
 
     @sa.event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # Straight to aiosqlite: one crossing to its thread, where a statement through SQLAlchemy takes
+        # three (a cursor made, the statement, the cursor closed). It may wait there for another process.
+        await_(connection.connection.driver_connection.execute("BEGIN IMMEDIATE"))
 
 
 _sqlite_writers: weakref.WeakKeyDictionary[Engine, asyncio.Lock] = weakref.WeakKeyDictionary()

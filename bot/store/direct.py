@@ -1,20 +1,23 @@
-"""Core statements made once, run by asyncpg on the connection SQLAlchemy opened, as SQL compiled once.
+"""Core statements made once, run by the driver under the connection SQLAlchemy opened, as SQL compiled once.
 
 A webhook turn's statements are few and always the same, and SQLAlchemy's execution of each (compiled
-cache look-up, execution context, result processing, the greenlet hop) cost more CPU than asyncpg's
-round trip itself. Here a statement marked `direct` at import is compiled once per shape (the keys given,
-the number of rows) for PostgreSQL, and each run only puts the parameters in order, converted as
-SQLAlchemy would convert them (`bind_processor`), with the columns' constant defaults for columns not
-given. Anything else (a default SQLAlchemy computes, a statement made per call) is left to SQLAlchemy.
+cache look-up, execution context, result processing, the greenlet hop) cost more CPU than the statement
+itself. Here a statement marked `direct` at import is compiled once per dialect and shape (the keys given,
+the number of rows), and each run only puts the parameters in order, converted as SQLAlchemy would
+convert them (`bind_processor`), with the columns' constant defaults for columns not given. Anything else
+(a default SQLAlchemy computes, a statement made per call) is left to SQLAlchemy.
 
-Writes nothing reads back in the turn can ride along with the next INSERT as data-modifying CTEs of one
-statement (`fetch_together`): PostgreSQL runs every part once, in the same snapshot, so they are only
-combined where no part reads what another writes.
+On PostgreSQL asyncpg runs them (`Asyncpg`), and writes nothing reads back in the turn ride along with the
+next INSERT as data-modifying CTEs of one statement: PostgreSQL runs every part once, in the same
+snapshot, so they are only combined where no part reads what another writes. On SQLite Python's sqlite3
+runs them on the event loop's thread (`InlineSqlite`), one by one: each would otherwise cross to
+aiosqlite's thread and back several times, which costs far more than the statement.
 """
 
 from __future__ import annotations
 
 import re
+import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -64,7 +67,12 @@ class Compiled:
     fixed: Mapping[str, Any]  # the columns' defaults, for the columns not given
     ordered: bool  # many rows RETURNING: put them back in the order given (by their id)
     insert: bool  # reads nothing: others' writes may ride along with it
-    returns: int  # columns it returns (RETURNING)
+    results: tuple[Callable[[Any], Any] | None, ...]  # SQLAlchemy's conversion of each column returned
+
+    @property
+    def returns(self) -> bool:
+        """Whether it returns rows (a SELECT, or RETURNING)."""
+        return bool(self.results)
 
     def args(self, params: Params) -> list[Any]:
         given: Mapping[str, Any]
@@ -80,16 +88,16 @@ class Compiled:
         ]
 
 
-_compiled: dict[tuple[int, int, tuple[str, ...]], Compiled | None] = {}
+_compiled: dict[tuple[str, int, int, tuple[str, ...]], Compiled | None] = {}
 
 
 def compiled_for(statement: Any, dialect: Any, params: Params) -> Compiled | None:
-    """The statement compiled for asyncpg (cached by statement, row count and keys given), or None where
-    SQLAlchemy must run it: a statement not marked `direct`, or one with a value SQLAlchemy would compute
-    on the way (a default that is not a constant)."""
+    """The statement compiled for the dialect's driver (cached by dialect, statement, row count and keys
+    given), or None where SQLAlchemy must run it: a statement not marked `direct`, or one with a value
+    SQLAlchemy would compute on the way (a default that is not a constant)."""
     many = 0 if isinstance(params, Mapping) else len(params)
     keys = tuple(params if isinstance(params, Mapping) else params[0])
-    key = (id(statement), many, keys)
+    key = (dialect.name, id(statement), many, keys)
     if key in _compiled:
         return _compiled[key]
     if id(statement) not in _made_once:
@@ -120,8 +128,19 @@ def compiled_for(statement: Any, dialect: Any, params: Params) -> Compiled | Non
             compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names
         )
         ordered = many > 1 and bool(returns)
+        results = tuple(
+            column.type.dialect_impl(dialect).result_processor(dialect, None)
+            for column in compiled._result_columns  # what SQLAlchemy reads results by
+        )
         found = Compiled(
-            statement, compiled.string, names, convert, fixed, ordered, table is not None, len(returns)
+            statement,
+            compiled.string,
+            names,
+            convert,
+            fixed,
+            ordered,
+            table is not None,
+            results,
         )
     _compiled[key] = found
     return found
@@ -131,44 +150,98 @@ class Redelivered(Exception):
     """A write expected to add a row added none: her message was handled before (its delivery is there)."""
 
 
-async def fetch(driver: Any, compiled: Compiled, params: Params) -> Rows:
-    """Run one compiled statement on asyncpg."""
+Part = tuple[Compiled, Params]
+
+
+class Asyncpg:
+    """asyncpg's connection, inside the transaction SQLAlchemy began on it."""
+
+    def __init__(self, connection: Any) -> None:
+        self.connection = connection
+
+    async def together(self, riding: Sequence[Part], main: Part | None, checked: Sequence[Part]) -> Rows:
+        parts = [*riding, *checked, *([main] if main is not None else [])]
+        args = [arg for part, params in parts for arg in part.args(params)]
+        key = (*(id(part) for part, _ in parts), len(checked), main is not None)
+        sql = _together.get(key)
+        if sql is None:
+            statements = [part for part, _ in parts]
+            sql = _together.setdefault(key, _combined(statements, len(checked), main is not None))
+        try:
+            records = await self.connection.fetch(sql, *args)
+        except asyncpg.IntegrityConstraintViolationError as exc:  # as SQLAlchemy says it: the turn retries
+            raise IntegrityError(sql, None, exc) from exc
+        if checked:  # one row: how many rows each checked write added, then what `main` returned
+            (record,) = records
+            added, returned = record[: len(checked)], record[len(checked)]
+            if not all(added):
+                raise Redelivered
+            records = [(value,) for value in returned or ()]
+        elif main is None or not main[0].returns:
+            records = []
+        if main is not None and main[0].ordered:
+            records.sort(key=lambda record: record[0])  # ids are taken in the order the rows are given
+        return Rows(list(records))
+
+
+class InlineSqlite:
+    """Python's sqlite3 connection under aiosqlite's, inside the transaction SQLAlchemy began on it (BEGIN
+    IMMEDIATE: the database's write lock is held, so no statement here waits for another writer).
+
+    Statements run on the event loop's thread: a turn's few statements touch pages SQLite has in memory
+    and take microseconds, where each crossing to aiosqlite's thread costs a wake-up both ways. COMMIT,
+    which syncs to disk, still goes through SQLAlchemy on aiosqlite's thread.
+    """
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self.connection = connection
+
+    async def together(self, riding: Sequence[Part], main: Part | None, checked: Sequence[Part]) -> Rows:
+        try:
+            for part in riding:
+                self._run(*part)
+            for part in checked:
+                if not self._run(*part):
+                    raise Redelivered
+            records = self._run(*main) if main is not None else []
+        except sqlite3.IntegrityError as exc:  # as SQLAlchemy says it: the turn retries
+            raise IntegrityError("", None, exc) from exc
+        if main is not None and main[0].ordered:
+            records.sort(key=lambda record: record[0])
+        return Rows(records)
+
+    def _run(self, compiled: Compiled, params: Params) -> list[Any]:
+        cursor = self.connection.execute(compiled.sql, compiled.args(params))
+        if not compiled.returns:
+            return []
+        convert = compiled.results
+        if not any(convert):
+            return cursor.fetchall()
+        return [
+            tuple(value if fn is None else fn(value) for fn, value in zip(convert, row, strict=True))
+            for row in cursor.fetchall()
+        ]
+
+
+Driver = Asyncpg | InlineSqlite
+
+
+async def fetch(driver: Driver, compiled: Compiled, params: Params) -> Rows:
+    """Run one compiled statement."""
     return await fetch_together(driver, [], (compiled, params))
 
 
 _together: dict[tuple[int, ...], str] = {}
 
-Part = tuple[Compiled, Params]
-
 
 async def fetch_together(
-    driver: Any, riding: Sequence[Part], main: Part | None, checked: Sequence[Part] = ()
+    driver: Driver, riding: Sequence[Part], main: Part | None, checked: Sequence[Part] = ()
 ) -> Rows:
-    """Run `main` with the `riding` and `checked` writes as data-modifying CTEs of one statement (one
-    round trip); what `main` returns. Riding writes return nothing anyone reads; a checked write must add
-    a row (an INSERT ... ON CONFLICT DO NOTHING RETURNING), else Redelivered (the caller rolls back)."""
-    parts = [*riding, *checked, *([main] if main is not None else [])]
-    args = [arg for part, params in parts for arg in part.args(params)]
-    key = (*(id(part) for part, _ in parts), len(checked), main is not None)
-    sql = _together.get(key)
-    if sql is None:
-        statements = [part for part, _ in parts]
-        sql = _together.setdefault(key, _combined(statements, len(checked), main is not None))
-    try:
-        records = await driver.fetch(sql, *args)
-    except asyncpg.IntegrityConstraintViolationError as exc:  # as SQLAlchemy says it: the turn retries
-        raise IntegrityError(sql, None, exc) from exc
-    if checked:  # one row: how many rows each checked write added, then what `main` returned
-        (record,) = records
-        added, returned = record[: len(checked)], record[len(checked)]
-        if not all(added):
-            raise Redelivered
-        records = [(value,) for value in returned or ()]
-    elif main is None or not main[0].returns:
-        records = []
-    if main is not None and main[0].ordered:
-        records.sort(key=lambda record: record[0])  # ids are taken in the order the rows are given
-    return Rows(list(records))
+    """Run `main` after the `riding` and `checked` writes (on PostgreSQL as data-modifying CTEs of one
+    statement: one round trip); what `main` returns. Riding writes return nothing anyone reads; a checked
+    write must add a row (an INSERT ... ON CONFLICT DO NOTHING RETURNING), else Redelivered (the caller
+    rolls back)."""
+    return await driver.together(riding, main, checked)
 
 
 def _combined(parts: Sequence[Compiled], checked: int, has_main: bool) -> str:

@@ -23,9 +23,12 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.store.db import one_writer
+from bot.store.db import OUTBOX_TOUCHED, one_writer
 from bot.store.direct import (
+    Asyncpg,
     Compiled,
+    Driver,
+    InlineSqlite,
     Params,
     Part,
     Redelivered,
@@ -123,7 +126,7 @@ class TurnDb:
     def __init__(self, connection: AsyncConnection) -> None:
         self.connection = connection
         self._session: AsyncSession | None = None
-        self._driver: Any = None  # asyncpg's connection, once the transaction has begun
+        self._driver: Driver | None = None  # the driver's connection, once the transaction has begun
         self._later: list[tuple[Any, Params]] = []
         self._checked: list[Part] = []  # writes that must add a row, else Redelivered
 
@@ -162,8 +165,15 @@ class TurnDb:
         await self.write_out()
         result = await self.connection.execute(statement, params)
         if self._driver is None and self.dialect == "postgresql":  # the transaction has begun: go direct
-            self._driver = (await self.connection.get_raw_connection()).driver_connection
+            self._driver = Asyncpg((await self.connection.get_raw_connection()).driver_connection)
         return result
+
+    async def go_direct(self) -> None:
+        """On SQLite, where the transaction has begun with the connection (BEGIN IMMEDIATE), run the
+        turn's statements inline from its first one (on PostgreSQL, from its second: see `run`)."""
+        if self.dialect == "sqlite":
+            aiosqlite_connection: Any = (await self.connection.get_raw_connection()).driver_connection
+            self._driver = InlineSqlite(aiosqlite_connection._conn)  # sqlite3's own, under aiosqlite
 
     def _direct_all(self, writes: list[tuple[Any, Params]]) -> list[tuple[Compiled, Params]] | None:
         """The writes as asyncpg runs them, or None if one of them cannot be."""
@@ -181,14 +191,22 @@ class TurnDb:
         checked, self._checked = self._checked, []
         if not waiting and not checked:
             return
-        riding = self._direct_all(waiting) if self._driver is not None else None
-        if riding is not None:
-            await fetch_together(self._driver, riding, None, checked)
+        driver = self._driver
+        riding = self._direct_all(waiting) if driver is not None else None
+        if driver is not None and riding is not None:
+            await fetch_together(driver, riding, None, checked)
             return
-        if checked:  # SQLAlchemy runs the waiting writes: the checks go first, alone
-            await fetch_together(self._driver, [], None, checked)
+        if driver is not None and checked:  # SQLAlchemy runs the waiting writes: the checks go first, alone
+            await fetch_together(driver, [], None, checked)
         for statement, params in waiting:
             await self.connection.execute(statement, params)
+
+    def wrote_outbox(self) -> None:
+        """Say the transaction wrote outbox rows where SQLAlchemy's engine events cannot see it (sqlite3
+        ran the statement), as they say it for a statement they see: on SQLite its commit wakes this
+        process's dispatcher (bot.outbound.wakeup)."""
+        if isinstance(self._driver, InlineSqlite):
+            self.connection.info[OUTBOX_TOUCHED] = True
 
     async def session(self) -> AsyncSession:
         """An ORM session on the turn's transaction: its writes commit or roll back with the turn's (the
@@ -228,6 +246,7 @@ async def turn_transaction(engine: AsyncEngine) -> AsyncIterator[TurnDb]:
     """One turn: committed when the block ends, rolled back entirely if it raises."""
     async with one_writer(engine), engine.begin() as connection:
         db = TurnDb(connection)
+        await db.go_direct()
         try:
             yield db
             await db.finish()
@@ -294,4 +313,5 @@ async def add_outbox(db: TurnDb, rows: Sequence[Mapping[str, Any]]) -> tuple[int
         return ()
     await db.flush()  # rows the ORM session holds were made first: they leave first
     inserted = await db.run(_OUTBOX_INSERT, rows)  # every row has the same keys (the rest: their defaults)
+    db.wrote_outbox()
     return tuple(inserted.scalars())
