@@ -180,11 +180,12 @@ async def test_outbox_rows_of_one_insert_are_as_the_model_makes_them_and_in_the_
 
 
 @pytest.mark.postgres
-async def test_on_postgresql_a_turn_sends_one_statement_through_sqlalchemy_and_the_rest_directly(
+async def test_on_postgresql_a_turn_sends_its_statements_to_asyncpg_and_none_through_sqlalchemy(
     postgres_url: str, small_flows: FlowSet, vault: Vault, clock: Clock
 ) -> None:
-    """SQLAlchemy begins the transaction with her contact's SELECT; the rest go to asyncpg as compiled once.
-    A statement that fell back to SQLAlchemy (its compiled form refused) would show here."""
+    """BEGIN goes as SQLAlchemy's adapter sends it, and every statement to asyncpg as compiled once (her
+    contact's SELECT too). A statement that fell back to SQLAlchemy (its compiled form refused) would show
+    here."""
     engine = create_engine(postgres_url)
     through_sqlalchemy: list[str] = []
     sa.event.listen(engine.sync_engine, "before_cursor_execute", lambda *a: through_sqlalchemy.append(a[2]))
@@ -194,9 +195,9 @@ async def test_on_postgresql_a_turn_sends_one_statement_through_sqlalchemy_and_t
         clock.advance(days=40)  # a new month: her contact changes too (a new pseudonym)
         through_sqlalchemy.clear()
         await hamroh.handle(Inbound("telegram", "5551234", "1", provider_id="u2", message_id=8))
-        first, *others = through_sqlalchemy
-        assert first.lstrip().startswith("SELECT contacts.id")
-        assert all("FROM courses" in sql for sql in others)  # read once a minute (a month has passed)
+        assert all(
+            "FROM courses" in sql for sql in through_sqlalchemy
+        )  # read once a minute (a month has passed)
         async with transaction(engine) as db:
             assert await count_rows(db, ChatMessage) == 2
             (contact,) = (await db.exec(select(Contact))).all()

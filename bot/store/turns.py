@@ -168,12 +168,29 @@ class TurnDb:
             self._driver = Asyncpg((await self.connection.get_raw_connection()).driver_connection)
         return result
 
-    async def go_direct(self) -> None:
-        """On SQLite, where the transaction has begun with the connection (BEGIN IMMEDIATE), run the
-        turn's statements inline from its first one (on PostgreSQL, from its second: see `run`)."""
+    async def begin(self) -> None:
+        """Hand the turn's statements to the driver from the first one, inside the transaction.
+
+        SQLite: the transaction has begun with the connection (BEGIN IMMEDIATE), and sqlite3 runs them.
+        PostgreSQL: BEGIN is sent as SQLAlchemy's asyncpg adapter sends it before its first statement, and
+        asyncpg runs them; SQLAlchemy commits or rolls back as usual. If BEGIN fails, SQLAlchemy begins
+        instead and fails as it would have, so a connection the server dropped is invalidated with every
+        older one in the pool (asyncpg's own error would not tell SQLAlchemy). A SQLAlchemy without that
+        adapter method leaves the first statement to SQLAlchemy (see `run`).
+        """
+        raw = await self.connection.get_raw_connection()
         if self.dialect == "sqlite":
-            aiosqlite_connection: Any = (await self.connection.get_raw_connection()).driver_connection
+            aiosqlite_connection: Any = raw.driver_connection
             self._driver = InlineSqlite(aiosqlite_connection._conn)  # sqlite3's own, under aiosqlite
+            return
+        start = getattr(raw.dbapi_connection, "_start_transaction", None)
+        if self.dialect != "postgresql" or start is None:
+            return
+        try:
+            await start()
+        except Exception:
+            await self.connection.exec_driver_sql("SELECT 1")  # raises as SQLAlchemy raises it
+        self._driver = Asyncpg(raw.driver_connection)
 
     def _direct_all(self, writes: list[tuple[Any, Params]]) -> list[tuple[Compiled, Params]] | None:
         """The writes as asyncpg runs them, or None if one of them cannot be."""
@@ -246,7 +263,7 @@ async def turn_transaction(engine: AsyncEngine) -> AsyncIterator[TurnDb]:
     """One turn: committed when the block ends, rolled back entirely if it raises."""
     async with one_writer(engine), engine.begin() as connection:
         db = TurnDb(connection)
-        await db.go_direct()
+        await db.begin()
         try:
             yield db
             await db.finish()
