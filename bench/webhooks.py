@@ -1,7 +1,7 @@
 """Inbound webhooks under load: CPU per request beside a bare endpoint, req/s, p50/p99, and a fixed rate.
 
     .venv/bin/python bench/webhooks.py [--seconds 8] [--connections 1 50 100] [--channels sms telegram]
-                                       [--postgres URL] [--no-sqlite] [--rate-share 0.7]
+                                       [--postgres URL] [--no-sqlite] [--rate-share 0.7] [--rounds 1]
 
 Load comes from `wrk` (Debian: `apt-get install -y wrk`), so the client is not the ceiling (an httpx client
 tops out near 1,000-1,500 requests/s); without it the script says how to install it and stops. wrk runs a
@@ -15,8 +15,12 @@ Servers, each a uvicorn of its own (127.0.0.1, one worker, the same settings): t
 endpoint that reads the same form (`request.form()`) and answers empty TwiML (for Telegram: reads the JSON
 and answers `{"ok": true}`); then the app of `api.app.create_app` (dispatcher off: only the turn) on
 PostgreSQL (--postgres or HAMROH_TEST_POSTGRES_URL; a database of its own, created and dropped) and SQLite.
-Printed per case: requests/s, p50/p99 as wrk saw them, answers other than 2xx/3xx (0 expected), the server
-process's CPU per request (from /proc, over the run) and that CPU as a multiple of the baseline's.
+All the servers run at once, idle but for the one measured. Each case (a channel and a number of
+connections) runs on the baseline and then at once on each webhook server, and `--rounds` repeats them
+all: on a shared machine the load drifts over minutes, so a ratio compares runs seconds apart.
+Printed per run: requests/s, p50/p99 as wrk saw them, answers other than 2xx/3xx (0 expected), the server
+process's CPU per request (from /proc, over the run) and that CPU as a multiple of the baseline's run just
+before; then, per case, the medians over the rounds.
 
 Then the fixed arrival rate: requests at `--rate-share` (70%) of the capacity just measured (the best
 req/s of the webhook), sent on a schedule by an asyncio sender of this script, latency counted from each
@@ -30,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import itertools
 import json
 import os
@@ -513,55 +518,84 @@ def line(channel: str, connections: int, name: str, result: Result, bare: Result
 
 @dataclass
 class Run:
-    """What every server is measured with."""
+    """What every server is measured with: in rounds, each case run on the baseline and then at once on
+    each webhook server, so a ratio compares runs seconds apart (the load of a shared machine drifts over
+    minutes); the summary gives each case's median over the rounds."""
 
     args: argparse.Namespace
     folder: Path
     senders: Senders = field(default_factory=Senders)
-    bare: dict[tuple[str, int], Result] = field(default_factory=dict)
+    results: dict[tuple[str, str, int], list[Result]] = field(default_factory=dict)
+    ratios: dict[tuple[str, str, int], list[float]] = field(default_factory=dict)
     summary: list[str] = field(default_factory=list)
 
-    async def measure(self, name: str, server: Server, *, baseline: bool = False) -> None:
+    async def measure(self, servers: dict[str, Server]) -> None:
+        """Every round, channel and number of connections on every server (the first: the baseline)."""
         args = self.args
+        bare_name = next(iter(servers))
         try:
-            await server.ready()
-            for channel in args.channels:
-                results: dict[int, Result] = {}
-                for connections in args.connections:
-                    pool = 2000 if baseline else args.pool  # the baseline never reads them: they may repeat
-                    await run_wrk(
-                        server,
-                        channel,
-                        connections,
-                        WARM_SECONDS,
-                        self.senders.make(channel, 2000),
-                        self.folder,
-                    )
-                    requests = self.senders.make(channel, pool)
-                    result = await run_wrk(
-                        server, channel, connections, args.seconds, requests, self.folder, baseline=baseline
-                    )
-                    results[connections] = result
-                    bare = None if baseline else self.bare.get((channel, connections))
-                    print(line(channel, connections, name, result, bare), flush=True)
-                    if baseline:
-                        self.bare[channel, connections] = result
-                if not baseline and args.rate_share > 0:
-                    await self.fixed(name, server, channel, results)
+            await asyncio.gather(*(server.ready() for server in servers.values()))
+            for round_number in range(1, args.rounds + 1):
+                if args.rounds > 1:
+                    print(f"round {round_number} of {args.rounds}", flush=True)
+                for channel in args.channels:
+                    for connections in args.connections:
+                        bare: Result | None = None
+                        for name, server in servers.items():
+                            result = await self.one_case(server, channel, connections, name == bare_name)
+                            self.results.setdefault((name, channel, connections), []).append(result)
+                            if name == bare_name:
+                                bare = result
+                            elif bare is not None and bare.cpu_ms:
+                                ratio = result.cpu_ms / bare.cpu_ms
+                                self.ratios.setdefault((name, channel, connections), []).append(ratio)
+                            beside = None if name == bare_name else bare
+                            print(line(channel, connections, name, result, beside), flush=True)
+            for name, server in list(servers.items())[1:]:
+                if args.rate_share > 0:
+                    for channel in args.channels:
+                        await self.fixed(name, server, channel)
         finally:
-            server.stop()
-        said = server.warnings()
-        if said:
-            errors = Counter(ln[:80] for ln in said if ERROR_LINE.match(ln))
-            print(f"{'':<17}the {name} server logged {len(said)} lines; exceptions: {dict(errors)}")
+            for server in servers.values():
+                server.stop()
+        for name, server in servers.items():
+            said = server.warnings()
+            if said:
+                errors = Counter(ln[:80] for ln in said if ERROR_LINE.match(ln))
+                print(f"{'':<17}the {name} server logged {len(said)} lines; exceptions: {dict(errors)}")
 
-    async def fixed(self, name: str, server: Server, channel: str, results: dict[int, Result]) -> None:
-        capacity = max(result.rate for result in results.values())
+    async def one_case(self, server: Server, channel: str, connections: int, baseline: bool) -> Result:
+        args = self.args
+        pool = 2000 if baseline else args.pool  # the baseline never reads them: they may repeat
+        warm = self.senders.make(channel, 2000)
+        await run_wrk(server, channel, connections, WARM_SECONDS, warm, self.folder)
+        requests = self.senders.make(channel, pool)
+        return await run_wrk(
+            server, channel, connections, args.seconds, requests, self.folder, baseline=baseline
+        )
+
+    def medians(self) -> list[str]:
+        """Each webhook case over the rounds: the median CPU per request, and the median (and range) of
+        its ratio to the baseline run beside it."""
+        said = []
+        for (name, channel, connections), ratios in self.ratios.items():
+            cpu = statistics.median(r.cpu_ms for r in self.results[name, channel, connections])
+            rate = statistics.median(r.rate for r in self.results[name, channel, connections])
+            spread = f" (rounds {min(ratios):.1f}-{max(ratios):.1f})" if len(ratios) > 1 else ""
+            said.append(
+                f"{channel:<9} {connections:>5}  {name:<14} {rate:>7.0f} req/s {cpu:>7.3f} cpu ms/req "
+                f"{statistics.median(ratios):>5.1f}x the baseline{spread}"
+            )
+        return said
+
+    async def fixed(self, name: str, server: Server, channel: str) -> None:
+        found = {c: self.results[name, channel, c] for c in self.args.connections}
+        capacity = max(result.rate for results in found.values() for result in results)
         rate = capacity * self.args.rate_share
         count = max(50, round(rate * self.args.rate_seconds))
         result = await fixed_rate(server, self.senders.make(channel, count), rate)
-        single = results.get(1)
-        versus = f", p99 = {result.p99_ms / single.p50_ms:.1f}x p50 at 1 sender" if single else ""
+        single = statistics.median(r.p50_ms for r in found[1]) if 1 in found else None
+        versus = f", p99 = {result.p99_ms / single:.1f}x p50 at 1 sender" if single else ""
         said = (
             f"{channel:<9} fixed  {name:<14} {rate:.0f}/s ({self.args.rate_share:.0%} of "
             f"{capacity:.0f}/s) for {result.seconds:.1f} s: p50 {result.p50_ms:.2f} ms, "
@@ -570,41 +604,40 @@ class Run:
             f"{result.sender_cpu / result.seconds:.0%} of a core"
         )
         print(said, flush=True)
-        bare = [self.bare.get((channel, c)) for c in self.args.connections]
-        ratios = [
-            f"{r.cpu_ms / b.cpu_ms:.1f}x@{c}"
-            for c, r, b in zip(self.args.connections, results.values(), bare, strict=True)
-            if b is not None and b.cpu_ms
-        ]
-        self.summary.append(
-            f"{channel:<9} {name:<14} cpu/baseline {' '.join(ratios)}; " + said.split(": ", 1)[1]
-        )
+        self.summary.append(said)
 
 
 async def main(args: argparse.Namespace) -> None:
     print(
         "Inbound webhooks on uvicorn (127.0.0.1, 1 worker, its default loop and HTTP parser, log level "
         "warning, no access log), each server in a process of its own; load from wrk, "
-        f"{args.seconds} s a case after {WARM_SECONDS} s of warm-up, every request a new message.\n"
+        f"{args.seconds} s a case after {WARM_SECONDS} s of warm-up, every request a new message; "
+        f"{args.rounds} round(s), each case on the baseline and then on each webhook server.\n"
         "baseline: a bare FastAPI endpoint that reads the form (JSON for Telegram) and answers empty TwiML "
         "(ok). cpu ms/req: the server process's CPU per request; cpu / baseline: that, over the baseline's "
-        "at the same connections.\nAbsolute figures vary by machine; compare the ratios."
+        "in the run just before.\nAbsolute figures vary by machine; compare the ratios."
     )
     print(HEADER)
     with tempfile.TemporaryDirectory() as name:
         run = Run(args, Path(name))
-        await run.measure("baseline", Server("bare", run.folder), baseline=True)
-        if args.postgres:
-            async with postgres_database(args.postgres) as url:
-                await run.measure("PostgreSQL", Server("hamroh", run.folder, app_settings(url, run.folder)))
-        else:
-            print(NO_POSTGRES)
-        if args.sqlite:
-            url = await sqlite_database(run.folder)
-            await run.measure("SQLite", Server("hamroh", run.folder, app_settings(url, run.folder)))
-    print("\nSummary (goals: cpu/baseline at most 10x; p99 at a fixed 70% rate at most 5x p50 at 1 sender):")
-    for said in run.summary:
+        async with contextlib.AsyncExitStack() as stack:
+            servers = {"baseline": Server("bare", run.folder)}
+            if args.postgres:
+                url = await stack.enter_async_context(postgres_database(args.postgres))
+                servers["PostgreSQL"] = Server("hamroh", run.folder, app_settings(url, run.folder))
+            else:
+                print(NO_POSTGRES)
+            if args.sqlite:
+                url = await sqlite_database(run.folder)
+                servers["SQLite"] = Server("hamroh", run.folder, app_settings(url, run.folder))
+            await run.measure(servers)
+    print("\nMedians over the rounds (goal: cpu/baseline at most 10x):")
+    for said in run.medians():
         print(said)
+    if run.summary:
+        print("\nFixed arrival rate (goal: p99 at most 5x the p50 at 1 sender):")
+        for said in run.summary:
+            print(said)
 
 
 def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -623,12 +656,13 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--rate-share", type=float, default=0.7, help="fixed arrival rate, share of capacity (0: skip)"
     )
     parser.add_argument("--rate-seconds", type=float, default=10.0, help="length of the fixed-rate run")
+    parser.add_argument("--rounds", type=int, default=1, help="rounds of every case (default 1)")
     parser.add_argument("--serve", choices=("bare", "hamroh"), help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--settings", default="{}", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if min(args.connections) < 1 or args.seconds < 1 or args.pool < 1:
-        parser.error("connections, seconds and --pool must be at least 1")
+    if min(args.connections) < 1 or args.seconds < 1 or args.pool < 1 or args.rounds < 1:
+        parser.error("connections, seconds, --pool and --rounds must be at least 1")
     if not args.serve and shutil.which("wrk") is None:
         parser.exit(2, NO_WRK + "\n")
     return args
