@@ -27,6 +27,10 @@ req/s of the webhook), sent on a schedule by an asyncio sender of this script, l
 request's scheduled time (so a late answer cannot hide the queue behind it: no coordinated omission).
 Printed: p50/p99, and p99 as a multiple of the webhook's p50 at 1 sender (goal: at most 5).
 
+With `--before PATH` (a checkout of an earlier commit, its translations compiled), that checkout's servers
+run too, each case right after this one's, on databases of their own: a change is measured before and after
+within each round.
+
 Absolute figures vary by machine and by what else runs on it; the ratios are what to compare.
 """
 
@@ -220,11 +224,14 @@ def app_settings(database_url: str, folder: Path) -> dict[str, object]:
 class Server:
     """A uvicorn server in a child process; its warnings go to a log file."""
 
-    def __init__(self, kind: str, folder: Path, settings: dict[str, object] | None = None) -> None:
+    def __init__(
+        self, kind: str, folder: Path, settings: dict[str, object] | None = None, checkout: Path | None = None
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = folder / f"server-{self.port}.log"
-        command = [sys.executable, __file__, "--serve", kind, "--port", str(self.port)]
+        script = __file__ if checkout is None else str(checkout / "bench" / "webhooks.py")
+        command = [sys.executable, script, "--serve", kind, "--port", str(self.port)]
         command += ["--settings", json.dumps(settings or {})]
         with self.log.open("wb") as log:  # the child keeps its own copy of the descriptor
             self.process = subprocess.Popen(
@@ -500,7 +507,7 @@ async def fixed_rate(server: Server, requests: Sequence[Post], rate: float) -> R
 # --- the run ------------------------------------------------------------------------------------------------
 
 HEADER = (
-    f"{'channel':<9} {'conns':>5}  {'server':<14} {'requests':>8} {'req/s':>7} {'p50 ms':>8} "
+    f"{'channel':<9} {'conns':>5}  {'server':<17} {'requests':>8} {'req/s':>7} {'p50 ms':>8} "
     f"{'p99 ms':>8} {'failed':>6} {'cpu ms/req':>10} {'cpu / baseline':>14}"
 )
 
@@ -508,7 +515,7 @@ HEADER = (
 def line(channel: str, connections: int, name: str, result: Result, bare: Result | None) -> str:
     ratio = f"{result.cpu_ms / bare.cpu_ms:13.1f}x" if bare is not None and bare.cpu_ms else f"{'':>14}"
     figures = (
-        f"{channel:<9} {connections:>5}  {name:<14} {result.requests:>8} {result.rate:>7.0f} "
+        f"{channel:<9} {connections:>5}  {name:<17} {result.requests:>8} {result.rate:>7.0f} "
         f"{result.p50_ms:>8.2f} {result.p99_ms:>8.2f} {result.failed:>6} {result.cpu_ms:>10.3f} {ratio}"
     )
     if result.wrapped:
@@ -583,7 +590,7 @@ class Run:
             rate = statistics.median(r.rate for r in self.results[name, channel, connections])
             spread = f" (rounds {min(ratios):.1f}-{max(ratios):.1f})" if len(ratios) > 1 else ""
             said.append(
-                f"{channel:<9} {connections:>5}  {name:<14} {rate:>7.0f} req/s {cpu:>7.3f} cpu ms/req "
+                f"{channel:<9} {connections:>5}  {name:<17} {rate:>7.0f} req/s {cpu:>7.3f} cpu ms/req "
                 f"{statistics.median(ratios):>5.1f}x the baseline{spread}"
             )
         return said
@@ -597,7 +604,7 @@ class Run:
         single = statistics.median(r.p50_ms for r in found[1]) if 1 in found else None
         versus = f", p99 = {result.p99_ms / single:.1f}x p50 at 1 sender" if single else ""
         said = (
-            f"{channel:<9} fixed  {name:<14} {rate:.0f}/s ({self.args.rate_share:.0%} of "
+            f"{channel:<9} fixed  {name:<17} {rate:.0f}/s ({self.args.rate_share:.0%} of "
             f"{capacity:.0f}/s) for {result.seconds:.1f} s: p50 {result.p50_ms:.2f} ms, "
             f"p99 {result.p99_ms:.2f} ms{versus}; "
             f"{result.failed} failed, cpu {result.cpu_ms:.3f} ms/req; the sender used "
@@ -622,14 +629,23 @@ async def main(args: argparse.Namespace) -> None:
         run = Run(args, Path(name))
         async with contextlib.AsyncExitStack() as stack:
             servers = {"baseline": Server("bare", run.folder)}
+            checkouts = {"": None, " before": args.before}
             if args.postgres:
-                url = await stack.enter_async_context(postgres_database(args.postgres))
-                servers["PostgreSQL"] = Server("hamroh", run.folder, app_settings(url, run.folder))
+                for said, checkout in checkouts.items():
+                    if said and checkout is None:
+                        continue
+                    url = await stack.enter_async_context(postgres_database(args.postgres))
+                    settings = app_settings(url, run.folder)
+                    servers[f"PostgreSQL{said}"] = Server("hamroh", run.folder, settings, checkout)
             else:
                 print(NO_POSTGRES)
             if args.sqlite:
-                url = await sqlite_database(run.folder)
-                servers["SQLite"] = Server("hamroh", run.folder, app_settings(url, run.folder))
+                for said, checkout in checkouts.items():
+                    if said and checkout is None:
+                        continue
+                    url = await sqlite_database(run.folder, f"bench{said.strip()}.db")
+                    settings = app_settings(url, run.folder)
+                    servers[f"SQLite{said}"] = Server("hamroh", run.folder, settings, checkout)
             await run.measure(servers)
     print("\nMedians over the rounds (goal: cpu/baseline at most 10x):")
     for said in run.medians():
@@ -657,6 +673,11 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--rate-seconds", type=float, default=10.0, help="length of the fixed-rate run")
     parser.add_argument("--rounds", type=int, default=1, help="rounds of every case (default 1)")
+    parser.add_argument(
+        "--before",
+        type=Path,
+        help="a checkout of an earlier commit: its servers are measured too, beside this one's, each round",
+    )
     parser.add_argument("--serve", choices=("bare", "hamroh"), help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--settings", default="{}", help=argparse.SUPPRESS)
