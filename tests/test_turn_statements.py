@@ -179,40 +179,13 @@ async def test_outbox_rows_of_one_insert_are_as_the_model_makes_them_and_in_the_
         assert row.next_attempt_at == clock()
 
 
-@pytest.mark.postgres
-async def test_on_postgresql_a_turn_sends_its_statements_to_asyncpg_and_none_through_sqlalchemy(
-    postgres_url: str, small_flows: FlowSet, vault: Vault, clock: Clock
+async def test_a_plain_turn_runs_every_statement_on_the_driver_and_none_through_sqlalchemy(
+    database_url: str, small_flows: FlowSet, vault: Vault, clock: Clock
 ) -> None:
-    """BEGIN goes as SQLAlchemy's adapter sends it, and every statement to asyncpg as compiled once (her
-    contact's SELECT too). A statement that fell back to SQLAlchemy (its compiled form refused) would show
-    here."""
-    engine = create_engine(postgres_url)
-    through_sqlalchemy: list[str] = []
-    sa.event.listen(engine.sync_engine, "before_cursor_execute", lambda *a: through_sqlalchemy.append(a[2]))
-    hamroh = Hamroh(engine=engine, flows=small_flows, vault=vault, clock=clock, new_token=Tokens())
-    try:
-        await hamroh.handle(Inbound("telegram", "5551234", "hi", provider_id="u1", message_id=7))
-        clock.advance(days=40)  # a new month: her contact changes too (a new pseudonym)
-        through_sqlalchemy.clear()
-        await hamroh.handle(Inbound("telegram", "5551234", "1", provider_id="u2", message_id=8))
-        assert all(
-            "FROM courses" in sql for sql in through_sqlalchemy
-        )  # read once a minute (a month has passed)
-        async with transaction(engine) as db:
-            assert await count_rows(db, ChatMessage) == 2
-            (contact,) = (await db.exec(select(Contact))).all()
-            assert contact.pseudonym_month == clock().strftime("%Y-%m")
-            assert await count_rows(db, Delivery) == 2
-    finally:
-        await engine.dispose()
-
-
-async def test_on_sqlite_a_turn_runs_its_statements_on_sqlite3_and_holds_the_write_lock_throughout(
-    sqlite_url: str, small_flows: FlowSet, vault: Vault, clock: Clock
-) -> None:
-    """No statement of a plain turn goes through SQLAlchemy's cursor: sqlite3 runs them on the event loop's
-    thread, inside the transaction begun IMMEDIATE, and what they read comes back as SQLAlchemy gives it."""
-    engine = create_engine(sqlite_url)
+    """PostgreSQL: BEGIN goes as SQLAlchemy's adapter sends it, every statement to asyncpg as compiled once
+    (her contact's SELECT too). SQLite: sqlite3 runs them on the event loop's thread, inside the
+    transaction begun IMMEDIATE. A statement that fell back to SQLAlchemy would show here."""
+    engine = create_engine(database_url)
     through_sqlalchemy: list[str] = []
     sa.event.listen(engine.sync_engine, "before_cursor_execute", lambda *a: through_sqlalchemy.append(a[2]))
     hamroh = Hamroh(engine=engine, flows=small_flows, vault=vault, clock=clock, new_token=Tokens())
@@ -230,6 +203,17 @@ async def test_on_sqlite_a_turn_runs_its_statements_on_sqlite3_and_holds_the_wri
             assert contact.pseudonym_month == clock().strftime("%Y-%m")
             (state,) = (await db.exec(select(ConversationState))).all()
             assert state.updated_at == clock()
+    finally:
+        await engine.dispose()
+
+
+async def test_on_sqlite_her_contact_reads_as_sqlalchemy_reads_it_and_the_turn_holds_the_write_lock(
+    sqlite_url: str, small_flows: FlowSet, vault: Vault, clock: Clock
+) -> None:
+    engine = create_engine(sqlite_url)
+    hamroh = Hamroh(engine=engine, flows=small_flows, vault=vault, clock=clock, new_token=Tokens())
+    try:
+        await hamroh.handle(Inbound("telegram", "5551234", "hi", provider_id="u1", message_id=7))
         fingerprint = vault.fingerprint(normalise_address("telegram", "5551234"))
         async with turns.turn_transaction(engine) as db:
             her, _ = await turns.her_contact_and_session(db, fingerprint)
