@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
+import sqlite3
 
-from bot.store.db import async_url
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+
+from bot.store.db import async_url, create_engine
 
 
 @pytest.mark.parametrize(
@@ -40,4 +44,24 @@ async def test_a_postgres_url_with_sslmode_connects(postgres_url: str) -> None:
         async with engine.connect() as connection:
             assert (await connection.execute(sa.text("SELECT 1"))).scalar() == 1
     finally:
+        await engine.dispose()
+
+
+async def test_a_sqlite_database_another_writer_holds_is_an_operational_error_once_the_wait_is_over(
+    sqlite_url: str,
+) -> None:
+    """Beginning a write waits for the writer before it, then fails as SQLAlchemy says it (the dispatcher
+    retries an OperationalError; a bare sqlite3 error would be taken for a bad query)."""
+    engine = create_engine(sqlite_url, command_timeout=0.1)
+    other = sqlite3.connect(make_url(sqlite_url).database or "", isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        with pytest.raises(sa.exc.OperationalError, match="locked"):
+            async with engine.begin():
+                pass
+        other.execute("ROLLBACK")
+        async with engine.begin() as connection:  # free again: the same engine writes
+            await connection.execute(sa.text("CREATE TABLE written (n INTEGER)"))
+    finally:
+        other.close()
         await engine.dispose()

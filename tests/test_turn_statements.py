@@ -147,6 +147,34 @@ async def test_her_first_messages_at_once_make_one_contact_and_every_one_lands(s
         assert await count_rows(db, Delivery) == 4
 
 
+async def test_a_second_contact_with_her_fingerprint_is_refused_as_sqlalchemy_refuses_it(
+    small_hamroh: Hamroh, clock: Clock
+) -> None:
+    """Whichever driver runs the turn's statements, a broken constraint is SQLAlchemy's IntegrityError: the
+    service retries her racing first messages on it."""
+    await small_hamroh.handle(Inbound("sms", PHONE, "hi", provider_id="SM1"))
+    vault = small_hamroh.vault
+    address = normalise_address("sms", PHONE)
+    values = {
+        "channel": "sms",
+        "fingerprint": vault.fingerprint(address),
+        "address": vault.seal(address),
+        "pseudonym": "p",
+        "pseudonym_month": "2026-11",
+        "created_at": clock(),
+    }
+
+    async def made_again() -> None:
+        async with turns.turn_transaction(small_hamroh.engine) as db:
+            await turns.her_contact_and_session(db, "nobody")
+            await turns.new_contact(db, values)
+
+    with pytest.raises(sa.exc.IntegrityError):
+        await made_again()
+    async with transaction(small_hamroh.engine) as db:
+        assert await count_rows(db, Contact) == 1
+
+
 async def test_outbox_rows_of_one_insert_are_as_the_model_makes_them_and_in_the_order_given(
     small_hamroh: Hamroh, clock: Clock
 ) -> None:

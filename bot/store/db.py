@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -102,8 +103,12 @@ def _make_sqlite_safe(engine: AsyncEngine, busy_ms: int = SQLITE_BUSY_TIMEOUT_MS
     @sa.event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
         # Straight to aiosqlite: one crossing to its thread, where a statement through SQLAlchemy takes
-        # three (a cursor made, the statement, the cursor closed). It may wait there for another process.
-        await_(connection.connection.driver_connection.execute("BEGIN IMMEDIATE"))
+        # three (a cursor made, the statement, the cursor closed). It may wait there for another process,
+        # and fail as SQLAlchemy would say it (a locked database is an OperationalError: retried).
+        try:
+            await_(connection.connection.driver_connection.execute("BEGIN IMMEDIATE"))
+        except sqlite3.Error as exc:
+            raise sa.exc.DBAPIError.instance("BEGIN IMMEDIATE", None, exc, sqlite3.Error) from exc
 
 
 _sqlite_writers: weakref.WeakKeyDictionary[Engine, asyncio.Lock] = weakref.WeakKeyDictionary()

@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 T = TypeVar("T")
 Params = Mapping[str, Any] | Sequence[Mapping[str, Any]]
@@ -197,15 +197,18 @@ class InlineSqlite:
         self.connection = connection
 
     async def together(self, riding: Sequence[Part], main: Part | None, checked: Sequence[Part]) -> Rows:
+        part: Part | None = None
         try:
             for part in riding:
                 self._run(*part)
             for part in checked:
                 if not self._run(*part):
                     raise Redelivered
+            part = main
             records = self._run(*main) if main is not None else []
-        except sqlite3.IntegrityError as exc:  # as SQLAlchemy says it: the turn retries
-            raise IntegrityError("", None, exc) from exc
+        except sqlite3.Error as exc:  # as SQLAlchemy says it (an IntegrityError: the turn retries)
+            sql = part[0].sql if part is not None else ""
+            raise DBAPIError.instance(sql, None, exc, sqlite3.Error) from exc
         if main is not None and main[0].ordered:
             records.sort(key=lambda record: record[0])
         return Rows(records)
