@@ -116,11 +116,10 @@ class TurnDb:
     """One turn's connection, inside its transaction: Core statements on it, and an ORM session on the
     same transaction for the steps that need one (made on first use: most turns never do).
 
-    On PostgreSQL the turn's statements, once its first one has begun the transaction through SQLAlchemy,
-    go to asyncpg on the same connection and transaction (bot.store.direct). Writes nothing in the turn
-    reads back (`later`: her session, the request log, her message id) wait for the turn's next statement
-    and, where that is an INSERT, go with it as one statement: a round trip costs a turn more CPU than
-    the statement does.
+    The turn's statements go to the driver on the same connection and transaction (bot.store.direct:
+    asyncpg, or sqlite3 itself; see `begin`). Writes nothing in the turn reads back (`later`: her session,
+    the request log, her message id) wait for the turn's next statement and, on PostgreSQL where that is
+    an INSERT, go with it as one statement: a round trip costs a turn more CPU than the statement does.
     """
 
     def __init__(self, connection: AsyncConnection) -> None:
@@ -140,7 +139,7 @@ class TurnDb:
 
     def checks_later(self, statement: Any, params: Params) -> bool:
         """Whether an INSERT ... ON CONFLICT DO NOTHING RETURNING that must add a row can wait for the
-        turn's next statement (asyncpg runs them): if so it waits, and Redelivered is raised then when it
+        turn's next statement (the driver runs them): if so it waits, and Redelivered is raised then when it
         added none. Else the caller runs it now."""
         if self._driver is None:
             return False
@@ -152,7 +151,7 @@ class TurnDb:
 
     async def run(self, statement: Any, params: Params) -> Any:
         """Execute a Core statement with its parameters (a list of them: one statement of many rows), after
-        the writes waiting for it (with it, where it is an INSERT that asyncpg runs)."""
+        the writes waiting for it (with it, where it is an INSERT that the driver runs)."""
         if self._driver is not None:
             main = compiled_for(statement, self.connection.dialect, params)
             if main is not None:
@@ -193,7 +192,7 @@ class TurnDb:
         self._driver = Asyncpg(raw.driver_connection)
 
     def _direct_all(self, writes: list[tuple[Any, Params]]) -> list[tuple[Compiled, Params]] | None:
-        """The writes as asyncpg runs them, or None if one of them cannot be."""
+        """The writes as the driver runs them, or None if one of them cannot be."""
         found = []
         for statement, params in writes:
             compiled = compiled_for(statement, self.connection.dialect, params)
@@ -203,7 +202,7 @@ class TurnDb:
         return found
 
     async def write_out(self) -> None:
-        """Run the waiting writes now (as one statement where asyncpg runs them all)."""
+        """Run the waiting writes now (on PostgreSQL as one statement where asyncpg runs them all)."""
         waiting, self._later = self._later, []
         checked, self._checked = self._checked, []
         if not waiting and not checked:
