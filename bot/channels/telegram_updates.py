@@ -123,7 +123,10 @@ def parse_update(data: object, bot: Bot | None) -> Update:
     Kinds we ignore are not parsed at all: a field that this SDK version cannot read (a newer Bot API)
     must not turn an update we would ignore anyway into an error that Telegram retries.
     """
-    update_id, wanted = _checked(data)
+    return _parsed(*_checked(data), bot)
+
+
+def _parsed(update_id: int, wanted: dict[str, object], bot: Bot | None) -> Update:
     try:
         return Update.de_json({"update_id": update_id, **wanted}, bot)
     except Exception:  # PTB checks nothing itself: a wrong shape fails in many ways, all of them bad input
@@ -282,7 +285,7 @@ def read_update(data: object, bot: Bot | None) -> tuple[int, Action]:
     plain = _plain_text(update_id, wanted)
     if plain is not None:
         return update_id, plain
-    update = parse_update(data, bot)
+    update = _parsed(update_id, wanted, bot)  # checked once, above
     try:
         return update_id, read(update)
     except Exception:  # `read` does no I/O: whatever fails in it fails on every delivery
