@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+from typing import Any
 
+import aiosqlite
 import asyncpg
 import pytest
 import sqlalchemy as sa
@@ -314,5 +316,29 @@ async def test_a_waiting_write_sqlalchemy_must_run_still_lands_and_a_redelivery_
         async with transaction(engine) as db:
             assert await count_rows(db, Delivery) == 1
             assert await count_rows(db, RequestLogEntry) == 1  # the redelivery's row was rolled back
+    finally:
+        await engine.dispose()
+
+
+async def test_on_sqlite_a_plain_turn_crosses_to_aiosqlites_thread_once_for_its_commit(
+    sqlite_url: str, small_flows: FlowSet, vault: Vault, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each crossing costs a turn more than its statements: BEGIN IMMEDIATE is taken on the event loop's
+    thread when nobody else writes, and the pool does not roll back what has committed."""
+    engine = create_engine(sqlite_url)
+    hamroh = Hamroh(engine=engine, flows=small_flows, vault=vault, clock=clock, new_token=Tokens())
+    crossings: list[str] = []
+    execute = aiosqlite.Connection._execute
+
+    async def crossing(self: aiosqlite.Connection, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        crossings.append(getattr(fn, "__name__", repr(fn)))
+        return await execute(self, fn, *args, **kwargs)
+
+    try:
+        await hamroh.handle(Inbound("telegram", "5551234", "hi", provider_id="u1", message_id=7))
+        monkeypatch.setattr(aiosqlite.Connection, "_execute", crossing)
+        for n in range(2, 5):
+            await hamroh.handle(Inbound("telegram", "5551234", "1", provider_id=f"u{n}", message_id=n))
+        assert crossings == ["commit"] * 3
     finally:
         await engine.dispose()

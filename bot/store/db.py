@@ -21,6 +21,9 @@ POOL_RECYCLE_SECONDS = 300  # a PostgreSQL connection is replaced after 5 minute
 # On a SQLite connection's info: this transaction wrote to the outbox (its commit wakes this process's
 # dispatcher: bot.outbound.wakeup).
 OUTBOX_TOUCHED = "hamroh_outbox_touched"
+# On a SQLite connection's info: its transaction has committed and nothing of it is left on aiosqlite's
+# thread, so the pool need not roll it back when it is returned (set by `committed`).
+_COMMITTED = "hamroh_committed"
 
 
 def async_url(url: str) -> URL:
@@ -58,6 +61,7 @@ def create_engine(url: str, *, command_timeout: float | None = None, **kwargs: A
         if target.database and target.database != ":memory:":
             Path(target.database).parent.mkdir(parents=True, exist_ok=True)
         busy_ms = SQLITE_BUSY_TIMEOUT_MS if command_timeout is None else round(command_timeout * 1000)
+        kwargs.setdefault("pool_reset_on_return", None)  # _make_sqlite_safe's reset rolls back if need be
         engine = create_async_engine(target, connect_args={"timeout": busy_ms / 1000}, **kwargs)
         _make_sqlite_safe(engine, busy_ms)
         return engine
@@ -88,6 +92,10 @@ def _make_sqlite_safe(engine: AsyncEngine, busy_ms: int = SQLITE_BUSY_TIMEOUT_MS
     In WAL mode, NORMAL may lose the last transactions at a power cut, though their webhooks were answered
     200 and Twilio or Telegram will not send them again; FULL syncs the log at every commit, which is a
     few milliseconds a turn on a disk that keeps its promises.
+
+    Each crossing to aiosqlite's thread costs a turn more CPU than its statements do, so a turn makes two
+    (its COMMIT, and BEGIN IMMEDIATE when another process writes) where SQLAlchemy would make six. What
+    may wait stays on that thread, so the event loop never sleeps: a busy database, and a commit's sync.
     """
 
     @sa.event.listens_for(engine.sync_engine, "connect")
@@ -102,13 +110,46 @@ def _make_sqlite_safe(engine: AsyncEngine, busy_ms: int = SQLITE_BUSY_TIMEOUT_MS
 
     @sa.event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
-        # Straight to aiosqlite: one crossing to its thread, where a statement through SQLAlchemy takes
-        # three (a cursor made, the statement, the cursor closed). It may wait there for another process,
-        # and fail as SQLAlchemy would say it (a locked database is an OperationalError: retried).
+        aiosqlite_connection = connection.connection.driver_connection
+        if _begin_at_once(aiosqlite_connection._conn, busy_ms):
+            return
+        # Another process writes: wait for it on aiosqlite's thread, in one crossing (SQLAlchemy's own
+        # statement takes three), and fail as SQLAlchemy would say it (a locked database is an
+        # OperationalError: retried).
         try:
-            await_(connection.connection.driver_connection.execute("BEGIN IMMEDIATE"))
+            await_(aiosqlite_connection.execute("BEGIN IMMEDIATE"))
         except sqlite3.Error as exc:
             raise sa.exc.DBAPIError.instance("BEGIN IMMEDIATE", None, exc, sqlite3.Error) from exc
+
+    @sa.event.listens_for(engine.sync_engine, "reset")
+    def _on_reset(dbapi_connection: Any, record: Any, state: Any) -> None:
+        # SQLAlchemy rolls a connection back when it is returned, even after its own commit: a crossing to
+        # aiosqlite's thread for nothing once `committed` has said so. Anything else is rolled back, after
+        # whatever a cancelled task left on that thread, before another task may have the connection. One
+        # dropped outside the event loop is closed instead, which rolls back.
+        said = record is not None and record.info.pop(_COMMITTED, False)
+        if state.asyncio_safe and not (said and not record.driver_connection.in_transaction):
+            dbapi_connection.rollback()
+
+
+def _begin_at_once(connection: sqlite3.Connection, busy_ms: int) -> bool:
+    """BEGIN IMMEDIATE on the calling thread if no other connection writes (it then takes microseconds);
+    False, with nothing begun, if one does. The busy timeout is 0 meanwhile, so it never waits here."""
+    connection.execute("PRAGMA busy_timeout=0")
+    try:
+        connection.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError:
+        return False
+    finally:
+        connection.execute(f"PRAGMA busy_timeout={busy_ms}")
+    return True
+
+
+def committed(connection: AsyncConnection) -> None:
+    """Say that the connection's transaction has committed (its commit was awaited to the end), so returning
+    it to the pool needs no rollback."""
+    if is_sqlite(connection):
+        connection.info[_COMMITTED] = True
 
 
 _sqlite_writers: weakref.WeakKeyDictionary[Engine, asyncio.Lock] = weakref.WeakKeyDictionary()

@@ -23,7 +23,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.store.db import OUTBOX_TOUCHED, one_writer
+from bot.store.db import OUTBOX_TOUCHED, committed, one_writer
 from bot.store.direct import (
     Asyncpg,
     Compiled,
@@ -260,14 +260,16 @@ class TurnDb:
 @asynccontextmanager
 async def turn_transaction(engine: AsyncEngine) -> AsyncIterator[TurnDb]:
     """One turn: committed when the block ends, rolled back entirely if it raises."""
-    async with one_writer(engine), engine.begin() as connection:
-        db = TurnDb(connection)
-        await db.begin()
-        try:
-            yield db
-            await db.finish()
-        finally:
-            await db.close()
+    async with one_writer(engine), engine.connect() as connection:
+        async with connection.begin():
+            db = TurnDb(connection)
+            await db.begin()
+            try:
+                yield db
+                await db.finish()
+            finally:
+                await db.close()
+        committed(connection)
 
 
 async def her_contact_and_session(db: TurnDb, fingerprint: str) -> tuple[Her | None, str | None]:
