@@ -22,10 +22,13 @@ Printed per run: requests/s, p50/p99 as wrk saw them, answers other than 2xx/3xx
 process's CPU per request (from /proc, over the run) and that CPU as a multiple of the baseline's run just
 before; then, per case, the medians over the rounds.
 
-Then the fixed arrival rate: requests at `--rate-share` (70%) of the capacity just measured (the best
-req/s of the webhook), sent on a schedule by an asyncio sender of this script, latency counted from each
-request's scheduled time (so a late answer cannot hide the queue behind it: no coordinated omission).
-Printed: p50/p99, and p99 as a multiple of the webhook's p50 at 1 sender (goal: at most 5).
+Then the fixed arrival rate: requests sent on a schedule by an asyncio sender of this script, each on a
+free keep-alive connection, latency counted from each request's scheduled time (so a late answer cannot
+hide the queue behind it: no coordinated omission). Two capacities are measured: wrk's (the best req/s of
+the webhook above), and the paced one (the highest rate, from wrk's down in steps of 5%, that the server
+answers as fast as it is sent; requests that arrive one by one cost it more than wrk's, which arrive
+together). Then a run at `--rate-share` (70%) of each. Printed: p50/p99, and p99 as a multiple of the
+webhook's p50 at 1 sender (goal: at most 5).
 
 With `--before PATH` (a checkout of an earlier commit, its translations compiled), that checkout's servers
 run too, each case right after this one's, on databases of their own: a change is measured before and after
@@ -85,6 +88,7 @@ EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
 MESSAGES_EACH = 5  # each sender's conversation: the first turns of SCRIPT
 STARTUP_SECONDS = 60.0
 WARM_SECONDS = 2
+PROBE_SECONDS = 3.0  # each run of the search for the paced capacity
 CHANNELS = ("sms", "telegram")
 ERROR_LINE = re.compile(
     r"^(?!Traceback|ERROR|WARNING|INFO)[\w.]+(:|$)"
@@ -596,22 +600,46 @@ class Run:
         return said
 
     async def fixed(self, name: str, server: Server, channel: str) -> None:
+        """The fixed arrival rate at `--rate-share` of each capacity: wrk's, and the paced one."""
         found = {c: self.results[name, channel, c] for c in self.args.connections}
-        capacity = max(result.rate for results in found.values() for result in results)
-        rate = capacity * self.args.rate_share
-        count = max(50, round(rate * self.args.rate_seconds))
-        result = await fixed_rate(server, self.senders.make(channel, count), rate)
+        closed = max(result.rate for results in found.values() for result in results)
         single = statistics.median(r.p50_ms for r in found[1]) if 1 in found else None
-        versus = f", p99 = {result.p99_ms / single:.1f}x p50 at 1 sender" if single else ""
-        said = (
-            f"{channel:<9} fixed  {name:<17} {rate:.0f}/s ({self.args.rate_share:.0%} of "
-            f"{capacity:.0f}/s) for {result.seconds:.1f} s: p50 {result.p50_ms:.2f} ms, "
-            f"p99 {result.p99_ms:.2f} ms{versus}; "
-            f"{result.failed} failed, cpu {result.cpu_ms:.3f} ms/req; the sender used "
-            f"{result.sender_cpu / result.seconds:.0%} of a core"
-        )
-        print(said, flush=True)
-        self.summary.append(said)
+        paced = await self.paced_capacity(name, server, channel, closed)
+        for basis, capacity in ((f"wrk's {closed:.0f}/s", closed), (f"the paced {paced:.0f}/s", paced)):
+            rate = capacity * self.args.rate_share
+            count = max(50, round(rate * self.args.rate_seconds))
+            result = await fixed_rate(server, self.senders.make(channel, count), rate)
+            versus = f", p99 = {result.p99_ms / single:.1f}x p50 at 1 sender" if single else ""
+            said = (
+                f"{channel:<9} fixed  {name:<17} {rate:.0f}/s ({self.args.rate_share:.0%} of {basis}) "
+                f"for {result.seconds:.1f} s: p50 {result.p50_ms:.2f} ms, p99 {result.p99_ms:.2f} ms"
+                f"{versus}; {result.failed} failed, cpu {result.cpu_ms:.3f} ms/req; the sender used "
+                f"{result.sender_cpu / result.seconds:.0%} of a core"
+            )
+            print(said, flush=True)
+            self.summary.append(said)
+
+    async def paced_capacity(self, name: str, server: Server, channel: str, closed: float) -> float:
+        """The highest rate, from wrk's capacity down in steps of 5%, whose requests sent one by one on the
+        schedule are answered as fast as they are sent (at least 95% of the rate over a short run). wrk's
+        connections each wait for an answer before sending again, so its requests arrive together and the
+        server handles them together: cheaper each than requests that arrive alone, as webhooks do."""
+        share = 1.0
+        while True:
+            rate = closed * share
+            count = max(50, round(rate * PROBE_SECONDS))
+            result = await fixed_rate(server, self.senders.make(channel, count), rate)
+            if result.rate >= 0.95 * rate or share <= 0.1:
+                said = (
+                    f"{channel:<9} paced  {name:<17} capacity {rate:.0f}/s ({share:.0%} of wrk's "
+                    f"{closed:.0f}/s): the highest rate answered as fast as it was sent, in runs of "
+                    f"{PROBE_SECONDS:g} s from wrk's capacity down in steps of 5%; "
+                    f"cpu {result.cpu_ms:.3f} ms/req there"
+                )
+                print(said, flush=True)
+                self.summary.append(said)
+                return rate
+            share -= 0.05
 
 
 async def main(args: argparse.Namespace) -> None:
