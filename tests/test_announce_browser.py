@@ -188,6 +188,9 @@ async def _schedule_and_cancel(page: Page) -> None:
     await page.get_by_role("link", name="All announcements").click()
     await page.get_by_label("Text in Tajik").fill("Ҳамроҳ: рӯзи машварати ҳуқуқӣ.")
     await page.get_by_label("Text in Russian").fill("Хамрох: день правовой помощи.")
+    # The segments and cost appear once both texts are written and push the buttons down: a click while
+    # they arrive can land beside the button, so she clicks once the preview has them.
+    await expect(page.locator("#preview [data-cost]")).to_have_text("0.70 TJS")
     await page.get_by_role("button", name="Save draft").click()
     await expect(page.get_by_text("Draft saved.")).to_be_visible()
     later = datetime.now(DUSHANBE) + timedelta(days=1, hours=3)  # well outside the quiet hours
