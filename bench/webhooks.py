@@ -624,17 +624,14 @@ class Run:
         paced = await self.paced_capacity(name, server, channel, closed)
         for basis, capacity in ((f"wrk's {closed:.0f}/s", closed), (f"the paced {paced:.0f}/s", paced)):
             rate = capacity * self.args.rate_share
-            count = max(50, round(rate * self.args.rate_seconds))
-            result = await fixed_rate(server, self.senders.make(channel, count), rate)
+            result = await self.at_rate(server, channel, rate, self.args.rate_seconds)
             versus = f", p99 = {result.p99_ms / single:.1f}x p50 at 1 sender" if single else ""
-            said = (
+            self.say(
                 f"{channel:<9} fixed  {name:<17} {rate:.0f}/s ({self.args.rate_share:.0%} of {basis}) "
                 f"for {result.seconds:.1f} s: p50 {result.p50_ms:.2f} ms, p99 {result.p99_ms:.2f} ms"
                 f"{versus}; {result.failed} failed, cpu {result.cpu_ms:.3f} ms/req; the sender used "
                 f"{result.sender_cpu / result.seconds:.0%} of a core"
             )
-            print(said, flush=True)
-            self.summary.append(said)
 
     async def paced_capacity(self, name: str, server: Server, channel: str, closed: float) -> float:
         """The highest rate, from wrk's capacity down in steps of 5%, whose requests sent one by one on the
@@ -644,19 +641,26 @@ class Run:
         share = 1.0
         while True:
             rate = closed * share
-            count = max(50, round(rate * PROBE_SECONDS))
-            result = await fixed_rate(server, self.senders.make(channel, count), rate)
+            result = await self.at_rate(server, channel, rate, PROBE_SECONDS)
             if result.rate >= 0.95 * rate or share <= 0.1:
-                said = (
+                self.say(
                     f"{channel:<9} paced  {name:<17} capacity {rate:.0f}/s ({share:.0%} of wrk's "
                     f"{closed:.0f}/s): the highest rate answered as fast as it was sent, in runs of "
                     f"{PROBE_SECONDS:g} s from wrk's capacity down in steps of 5%; "
                     f"cpu {result.cpu_ms:.3f} ms/req there"
                 )
-                print(said, flush=True)
-                self.summary.append(said)
                 return rate
             share -= 0.05
+
+    async def at_rate(self, server: Server, channel: str, rate: float, seconds: float) -> Result:
+        """New messages sent on a schedule at `rate` a second for about `seconds` (50 at least)."""
+        count = max(50, round(rate * seconds))
+        return await fixed_rate(server, self.senders.make(channel, count), rate)
+
+    def say(self, said: str) -> None:
+        """A fixed-rate figure: printed now, and again in the summary at the end."""
+        print(said, flush=True)
+        self.summary.append(said)
 
 
 async def main(args: argparse.Namespace) -> None:
