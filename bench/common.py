@@ -38,6 +38,19 @@ def percentile(samples: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def machine_cpu() -> tuple[int, int]:
+    """The machine's busy and idle time so far, in clock ticks (/proc/stat: every core)."""
+    ticks = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = ticks[3] + ticks[4]  # idle and iowait
+    return sum(ticks) - idle, idle
+
+
+def busy_share(before: tuple[int, int], after: tuple[int, int]) -> float:
+    """The share of the machine's CPU (all its cores) in use between two readings of `machine_cpu`."""
+    busy, idle = (now - then for now, then in zip(after, before, strict=True))
+    return busy / max(1, busy + idle)
+
+
 def free_port() -> int:
     """A TCP port of 127.0.0.1 that nothing listens on now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:

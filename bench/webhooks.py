@@ -27,8 +27,11 @@ free keep-alive connection, latency counted from each request's scheduled time (
 hide the queue behind it: no coordinated omission). Two capacities are measured: wrk's (the best req/s of
 the webhook above), and the paced one (the highest rate, from wrk's down in steps of 5%, that the server
 answers as fast as it is sent; requests that arrive one by one cost it more than wrk's, which arrive
-together). Then a run at `--rate-share` (70%) of each. Printed: p50/p99, and p99 as a multiple of the
-webhook's p50 at 1 sender (goal: at most 5).
+together). Then a run at `--rate-share` (70%) of each, with the baseline run at the same rate just before:
+what the machine alone does to a request that arrives on its own (waking an idle process, on a virtual
+machine above all, costs it CPU and time that wrk's back-to-back requests never pay). Printed: p50/p99, p99
+as a multiple of the server's p50 at 1 sender under wrk (goal: at most 5), the webhook's p99 as a multiple
+of the baseline's at that rate, and how busy the machine was (all its cores: servers, database, sender).
 
 With `--before PATH` (a checkout of an earlier commit, its translations compiled), that checkout's servers
 run too, each case right after this one's, on databases of their own: a change is measured before and after
@@ -68,8 +71,10 @@ from bench.common import (
     KEYS,
     NO_POSTGRES,
     SCRIPT,
+    busy_share,
     free_port,
     hamroh_env,
+    machine_cpu,
     percentile,
     postgres_database,
     postgres_default,
@@ -156,6 +161,7 @@ class Result:
     server_cpu: float = 0.0  # seconds of CPU the server process spent meanwhile
     wrapped: bool = False  # more requests went than the file held: some were duplicates
     sender_cpu: float = 0.0  # seconds of CPU the fixed-rate sender (this process) spent
+    machine_busy: float = 0.0  # the share of the machine's CPU (all cores) in use during the fixed rate
 
     @property
     def rate(self) -> float:
@@ -498,6 +504,7 @@ async def fixed_rate(server: Server, requests: Sequence[Post], rate: float) -> R
 
     cpu = server.cpu_seconds()
     ours = time.process_time()
+    machine = machine_cpu()
     with collector_paused():
         start = loop.time() + 0.1
         tasks = []
@@ -510,6 +517,7 @@ async def fixed_rate(server: Server, requests: Sequence[Post], rate: float) -> R
         seconds = loop.time() - start
     used = server.cpu_seconds() - cpu
     sender_cpu = time.process_time() - ours
+    machine_busy = busy_share(machine, machine_cpu())
     for connection in opened:
         if connection.transport is not None:
             connection.transport.close()
@@ -522,6 +530,7 @@ async def fixed_rate(server: Server, requests: Sequence[Post], rate: float) -> R
         failed=failed,
         server_cpu=used,
         sender_cpu=sender_cpu,
+        machine_busy=machine_busy,
     )
 
 
@@ -582,7 +591,7 @@ class Run:
             for name, server in list(servers.items())[1:]:
                 if args.rate_share > 0:
                     for channel in args.channels:
-                        await self.fixed(name, server, channel)
+                        await self.fixed(name, server, channel, servers[bare_name])
         finally:
             for server in servers.values():
                 server.stop()
@@ -616,22 +625,42 @@ class Run:
             )
         return said
 
-    async def fixed(self, name: str, server: Server, channel: str) -> None:
-        """The fixed arrival rate at `--rate-share` of each capacity: wrk's, and the paced one."""
+    async def fixed(self, name: str, server: Server, channel: str, bare: Server) -> None:
+        """The fixed arrival rate at `--rate-share` of each capacity: wrk's, and the paced one; at each rate
+        the bare endpoint first, for what the machine alone does to a request that arrives on its own."""
         found = {c: self.results[name, channel, c] for c in self.args.connections}
         closed = max(result.rate for results in found.values() for result in results)
-        single = statistics.median(r.p50_ms for r in found[1]) if 1 in found else None
+        single = self.single_p50(name, channel)
         paced = await self.paced_capacity(name, server, channel, closed)
         for basis, capacity in ((f"wrk's {closed:.0f}/s", closed), (f"the paced {paced:.0f}/s", paced)):
             rate = capacity * self.args.rate_share
-            result = await self.at_rate(server, channel, rate, self.args.rate_seconds)
-            versus = f", p99 = {result.p99_ms / single:.1f}x p50 at 1 sender" if single else ""
+            floor = await self.at_rate(bare, channel, rate, self.args.rate_seconds)
             self.say(
-                f"{channel:<9} fixed  {name:<17} {rate:.0f}/s ({self.args.rate_share:.0%} of {basis}) "
-                f"for {result.seconds:.1f} s: p50 {result.p50_ms:.2f} ms, p99 {result.p99_ms:.2f} ms"
-                f"{versus}; {result.failed} failed, cpu {result.cpu_ms:.3f} ms/req; the sender used "
-                f"{result.sender_cpu / result.seconds:.0%} of a core"
+                self.fixed_line(
+                    channel, "baseline", rate, f"{name}'s next", floor, self.single_p50("baseline", channel)
+                )
             )
+            result = await self.at_rate(server, channel, rate, self.args.rate_seconds)
+            said = self.fixed_line(
+                channel, name, rate, f"{self.args.rate_share:.0%} of {basis}", result, single
+            )
+            self.say(f"{said}; p99 {result.p99_ms / floor.p99_ms:.1f}x the baseline's at this rate")
+
+    def single_p50(self, name: str, channel: str) -> float | None:
+        """The server's median p50 under wrk with 1 connection, if that case ran."""
+        results = self.results.get((name, channel, 1))
+        return statistics.median(r.p50_ms for r in results) if results else None
+
+    def fixed_line(
+        self, channel: str, name: str, rate: float, basis: str, result: Result, single: float | None
+    ) -> str:
+        versus = f", p99 = {result.p99_ms / single:.1f}x p50 at 1 sender" if single else ""
+        return (
+            f"{channel:<9} fixed  {name:<17} {rate:.0f}/s ({basis}) for {result.seconds:.1f} s: "
+            f"p50 {result.p50_ms:.2f} ms, p99 {result.p99_ms:.2f} ms{versus}; {result.failed} failed, "
+            f"cpu {result.cpu_ms:.3f} ms/req; the sender used {result.sender_cpu / result.seconds:.0%} of a "
+            f"core, the machine {result.machine_busy:.0%} of its {os.cpu_count()} cores"
+        )
 
     async def paced_capacity(self, name: str, server: Server, channel: str, closed: float) -> float:
         """The highest rate, from wrk's capacity down in steps of 5%, whose requests sent one by one on the

@@ -46,7 +46,16 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import NO_POSTGRES, ROOT, free_port, hamroh_env, postgres_database, postgres_default
+from bench.common import (
+    NO_POSTGRES,
+    ROOT,
+    busy_share,
+    free_port,
+    hamroh_env,
+    machine_cpu,
+    postgres_database,
+    postgres_default,
+)
 from bench.webhooks import (
     CHANNELS,
     NO_WRK,
@@ -201,7 +210,7 @@ async def measured(
     database, machine = database_cpu(url), machine_cpu()
     result = await run_wrk(serve, channel, connections, args.seconds, requests, folder)
     database_ms = (database_cpu(url) - database) * 1000 / max(1, result.requests)
-    busy, idle = (now - then for now, then in zip(machine_cpu(), machine, strict=True))
+    idle = 1 - busy_share(machine, machine_cpu())
     one = results.get((channel, connections, args.workers[0]))
     ratios = (
         f"{result.rate / one.rate:>11.2f} {result.cpu_ms / one.cpu_ms:>9.2f}"
@@ -212,7 +221,7 @@ async def measured(
     print(
         f"{channel:<9} {connections:>5} {workers:>7} {result.rate:>7.0f} {result.p50_ms:>8.2f} "
         f"{result.p99_ms:>8.2f} {result.failed:>6} {result.cpu_ms:>10.3f} {ratios} {database_ms:>8.3f} "
-        f"{100 * idle / max(1, busy + idle):>6.0f}%  {split(before)}{wrapped}",
+        f"{idle:>7.0%}  {split(before)}{wrapped}",
         flush=True,
     )
     return result
@@ -232,13 +241,6 @@ def database_cpu(url: str) -> float:
             if title.startswith(b"postgres: ") and name in title:
                 total += process_cpu(int(entry.name))
     return total
-
-
-def machine_cpu() -> tuple[int, int]:
-    """The machine's busy and idle time so far, in clock ticks (/proc/stat)."""
-    ticks = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    idle = ticks[3] + ticks[4]  # idle and iowait
-    return sum(ticks) - idle, idle
 
 
 def split(before: dict[int, float]) -> str:
