@@ -25,9 +25,9 @@ before; then, per case, the medians over the rounds.
 Then the fixed arrival rate: requests sent on a schedule by an asyncio sender of this script, each on a
 free keep-alive connection, latency counted from each request's scheduled time (so a late answer cannot
 hide the queue behind it: no coordinated omission). Two capacities are measured: wrk's (the best req/s of
-the webhook above), and the paced one (the highest rate, from wrk's down in steps of 5%, that the server
-answers as fast as it is sent; requests that arrive one by one cost it more than wrk's, which arrive
-together). Then a run at `--rate-share` (70%) of each, with the baseline run at the same rate just before:
+the webhook above), and the paced one (the rate at which the server's process would be busy all the time
+at what a request costs it when requests arrive one by one: more than wrk's, which arrive together; found
+by probing). Then a run at `--rate-share` (70%) of each, with the baseline run at the same rate just before:
 what the machine alone does to a request that arrives on its own (waking an idle process, on a virtual
 machine above all, costs it CPU and time that wrk's back-to-back requests never pay). Printed: p50/p99, p99
 as a multiple of the server's p50 at 1 sender under wrk (goal: at most 5), the webhook's p99 as a multiple
@@ -94,7 +94,8 @@ EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
 MESSAGES_EACH = 5  # each sender's conversation: the first turns of SCRIPT
 STARTUP_SECONDS = 60.0
 WARM_SECONDS = 2
-PROBE_SECONDS = 3.0  # each run of the search for the paced capacity
+PROBE_SECONDS = 4.0  # each run of the search for the paced capacity
+PROBES = 4  # runs of that search at most
 CHANNELS = ("sms", "telegram")
 ERROR_LINE = re.compile(
     r"^(?!Traceback|ERROR|WARNING|INFO)[\w.]+(:|$)"
@@ -663,23 +664,30 @@ class Run:
         )
 
     async def paced_capacity(self, name: str, server: Server, channel: str, closed: float) -> float:
-        """The highest rate, from wrk's capacity down in steps of 5%, whose requests sent one by one on the
-        schedule are answered as fast as they are sent (at least 95% of the rate over a short run). wrk's
-        connections each wait for an answer before sending again, so its requests arrive together and the
-        server handles them together: cheaper each than requests that arrive alone, as webhooks do."""
-        share = 1.0
-        while True:
-            rate = closed * share
+        """The rate at which the server's process would be busy all the time when requests arrive one by
+        one, as webhooks do: 1 / its CPU per request at 70% of that rate. wrk's connections each wait for
+        an answer before sending again, so its requests arrive together and the server handles them
+        together, cheaper each: 70% of wrk's capacity can keep the process busy all the time. A request's
+        cost rises as the rate falls (more of them find the process idle and wake it), so the rate is
+        found by probing: from 70% of wrk's capacity, each probe runs at 70% of the capacity the last one's
+        cost implies, until two agree within 5%. The process's CPU includes its other threads (SQLite's
+        commits), so on SQLite the capacity is if anything low."""
+        rate = closed * self.args.rate_share
+        probes = []
+        for _ in range(PROBES):
             result = await self.at_rate(server, channel, rate, PROBE_SECONDS)
-            if result.rate >= 0.95 * rate or share <= 0.1:
-                self.say(
-                    f"{channel:<9} paced  {name:<17} capacity {rate:.0f}/s ({share:.0%} of wrk's "
-                    f"{closed:.0f}/s): the highest rate answered as fast as it was sent, in runs of "
-                    f"{PROBE_SECONDS:g} s from wrk's capacity down in steps of 5%; "
-                    f"cpu {result.cpu_ms:.3f} ms/req there"
-                )
-                return rate
-            share -= 0.05
+            capacity = 1000 / result.cpu_ms if result.cpu_ms else closed
+            probes.append(f"{rate:.0f}/s: {result.cpu_ms:.3f} ms")
+            target = capacity * self.args.rate_share
+            if abs(target - rate) <= 0.05 * rate:
+                break
+            rate = target
+        self.say(
+            f"{channel:<9} paced  {name:<17} capacity {capacity:.0f}/s ({capacity / closed:.0%} of wrk's "
+            f"{closed:.0f}/s): 1 / the CPU a request sent on its own costs the server; probes of "
+            f"{PROBE_SECONDS:g} s, the rate then its CPU a request: {', '.join(probes)}"
+        )
+        return capacity
 
     async def at_rate(self, server: Server, channel: str, rate: float, seconds: float) -> Result:
         """New messages sent on a schedule at `rate` a second for about `seconds` (50 at least)."""
