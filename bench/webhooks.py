@@ -535,6 +535,17 @@ async def fixed_rate(server: Server, requests: Sequence[Post], rate: float) -> R
     )
 
 
+def fixed_line(channel: str, name: str, rate: float, basis: str, result: Result, single: float | None) -> str:
+    """One fixed-rate run, as printed."""
+    versus = f", p99 = {result.p99_ms / single:.1f}x p50 at 1 sender" if single else ""
+    return (
+        f"{channel:<9} fixed  {name:<17} {rate:.0f}/s ({basis}) for {result.seconds:.1f} s: "
+        f"p50 {result.p50_ms:.2f} ms, p99 {result.p99_ms:.2f} ms{versus}; {result.failed} failed, "
+        f"cpu {result.cpu_ms:.3f} ms/req; the sender used {result.sender_cpu / result.seconds:.0%} of a "
+        f"core, the machine {result.machine_busy:.0%} of its {os.cpu_count()} cores"
+    )
+
+
 # --- the run ------------------------------------------------------------------------------------------------
 
 HEADER = (
@@ -592,7 +603,7 @@ class Run:
             for name, server in list(servers.items())[1:]:
                 if args.rate_share > 0:
                     for channel in args.channels:
-                        await self.fixed(name, server, channel, servers[bare_name])
+                        await self.fixed(name, server, channel, bare_name, servers[bare_name])
         finally:
             for server in servers.values():
                 server.stop()
@@ -626,7 +637,7 @@ class Run:
             )
         return said
 
-    async def fixed(self, name: str, server: Server, channel: str, bare: Server) -> None:
+    async def fixed(self, name: str, server: Server, channel: str, bare_name: str, bare: Server) -> None:
         """The fixed arrival rate at `--rate-share` of each capacity: wrk's, and the paced one; at each rate
         the bare endpoint first, for what the machine alone does to a request that arrives on its own."""
         found = {c: self.results[name, channel, c] for c in self.args.connections}
@@ -636,32 +647,16 @@ class Run:
         for basis, capacity in ((f"wrk's {closed:.0f}/s", closed), (f"the paced {paced:.0f}/s", paced)):
             rate = capacity * self.args.rate_share
             floor = await self.at_rate(bare, channel, rate, self.args.rate_seconds)
-            self.say(
-                self.fixed_line(
-                    channel, "baseline", rate, f"{name}'s next", floor, self.single_p50("baseline", channel)
-                )
-            )
+            floor_single = self.single_p50(bare_name, channel)
+            self.say(fixed_line(channel, bare_name, rate, f"{name}'s next", floor, floor_single))
             result = await self.at_rate(server, channel, rate, self.args.rate_seconds)
-            said = self.fixed_line(
-                channel, name, rate, f"{self.args.rate_share:.0%} of {basis}", result, single
-            )
+            said = fixed_line(channel, name, rate, f"{self.args.rate_share:.0%} of {basis}", result, single)
             self.say(f"{said}; p99 {result.p99_ms / floor.p99_ms:.1f}x the baseline's at this rate")
 
     def single_p50(self, name: str, channel: str) -> float | None:
         """The server's median p50 under wrk with 1 connection, if that case ran."""
         results = self.results.get((name, channel, 1))
         return statistics.median(r.p50_ms for r in results) if results else None
-
-    def fixed_line(
-        self, channel: str, name: str, rate: float, basis: str, result: Result, single: float | None
-    ) -> str:
-        versus = f", p99 = {result.p99_ms / single:.1f}x p50 at 1 sender" if single else ""
-        return (
-            f"{channel:<9} fixed  {name:<17} {rate:.0f}/s ({basis}) for {result.seconds:.1f} s: "
-            f"p50 {result.p50_ms:.2f} ms, p99 {result.p99_ms:.2f} ms{versus}; {result.failed} failed, "
-            f"cpu {result.cpu_ms:.3f} ms/req; the sender used {result.sender_cpu / result.seconds:.0%} of a "
-            f"core, the machine {result.machine_busy:.0%} of its {os.cpu_count()} cores"
-        )
 
     async def paced_capacity(self, name: str, server: Server, channel: str, closed: float) -> float:
         """The rate at which the server's process would be busy all the time when requests arrive one by
